@@ -1,0 +1,360 @@
+"""The object store: SQLite for durability, memory for reads, fan-out for watches.
+
+Data flow:
+
+    registry ──create/update/delete──► Store ──► SQLite (WAL, one row per object)
+                                          │
+                                          ├──► in-memory index (serialised JSON per key)
+                                          └──► history ring ──► every matching Watch
+
+Invariants:
+- One global resourceVersion counter, bumped by every write (Kubernetes' etcd
+  revision). It is persisted, so a restarted cluster continues where it stopped and
+  clients' resourceVersions stay monotonic.
+- All methods but `Watch` iteration are synchronous and run on the event loop thread:
+  a read-modify-write between two awaits is atomic (`mutate`), no locks needed.
+- Readers get fresh dicts (parsed from the stored JSON), never the store's own state,
+  so no caller can corrupt it by mutating a result.
+- A watch resumes from any resourceVersion still in the history ring; an older one
+  gets `Gone` (410 Expired), and the client re-lists. A watcher too slow to drain its
+  bounded mailbox is closed with `Gone` too, instead of holding memory without bound.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from miniorch.api.errors import AlreadyExists, Conflict, Gone, NotFound
+from miniorch.api.kinds import Resource
+from miniorch.api.selectors import FieldSelector, LabelSelector
+from miniorch.core.clock import Clock, SystemClock, rfc3339
+from miniorch.core.objects import Obj
+
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+StoreKey = tuple[str, str, str]
+"""(resource key, namespace, name); namespace is "" for cluster-scoped kinds."""
+
+WATCH_MAILBOX = 4096
+
+
+@dataclass(frozen=True)
+class _Change:
+    """One entry of the history ring: a write, as JSON text, at its resourceVersion."""
+
+    rv: int
+    type: EventType
+    resource_key: str
+    namespace: str
+    raw: str
+
+
+@dataclass
+class WatchEvent:
+    """One watch event. `raw` is the object's JSON; `object` parses it for this reader."""
+
+    type: EventType
+    raw: str
+    rv: int
+
+    @cached_property
+    def object(self) -> Obj:
+        parsed: Obj = json.loads(self.raw)
+        return parsed
+
+
+@dataclass
+class _Watcher:
+    resource_key: str
+    namespace: str | None
+    labels: LabelSelector
+    fields: FieldSelector
+    send: MemoryObjectSendStream[WatchEvent]
+    overflowed: bool = False
+
+    def wants(self, change: _Change) -> bool:
+        if change.resource_key != self.resource_key:
+            return False
+        if self.namespace and change.namespace != self.namespace:
+            return False
+        if self.labels.empty and self.fields.empty:
+            return True
+        obj = json.loads(change.raw)
+        return self.labels.matches_object(obj) and self.fields.matches_object(obj)
+
+
+@dataclass
+class Watch:
+    """An open watch: iterate it for events; `aclose()` (or `async with`) to stop.
+
+    Iteration ends with `Gone` if this watcher fell too far behind.
+    """
+
+    _receive: MemoryObjectReceiveStream[WatchEvent]
+    _watcher: _Watcher
+    _store: Store = field(repr=False)
+
+    def __aiter__(self) -> Watch:
+        return self
+
+    async def __anext__(self) -> WatchEvent:
+        try:
+            return await self._receive.receive()
+        except anyio.EndOfStream:
+            if self._watcher.overflowed:
+                raise Gone("watch fell behind; re-list and watch again") from None
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        self._store._remove_watcher(self._watcher)
+        self._receive.close()
+
+    async def __aenter__(self) -> Watch:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class Store:
+    """Objects by (resource, namespace, name), persisted in SQLite, watched in memory."""
+
+    def __init__(self, path: Path | None, *, clock: Clock | None = None,
+                 history: int = 10_000) -> None:
+        """`path=None` keeps everything in memory (for tests of layers above)."""
+        self._clock = clock or SystemClock()
+        self._db = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None,
+                                   check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: durable across a crash of the process (our kill -9 case);
+        # only a power loss could lose the last commits.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS objects (resource TEXT NOT NULL, namespace TEXT NOT NULL,"
+            " name TEXT NOT NULL, rv INTEGER NOT NULL, body TEXT NOT NULL,"
+            " PRIMARY KEY (resource, namespace, name))")
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+        self._objects: dict[StoreKey, str] = {}
+        for resource, namespace, name, body in self._db.execute(
+                "SELECT resource, namespace, name, body FROM objects"):
+            self._objects[(resource, namespace, name)] = body
+        row = self._db.execute("SELECT v FROM meta WHERE k='rv'").fetchone()
+        self._rv = int(row[0]) if row else 0
+        self._history: collections.deque[_Change] = collections.deque(maxlen=history)
+        self._watchers: list[_Watcher] = []
+
+    def close(self) -> None:
+        for watcher in list(self._watchers):
+            watcher.send.close()
+        self._watchers.clear()
+        self._db.close()
+
+    # ---- reads -------------------------------------------------------------------
+
+    @property
+    def resource_version(self) -> int:
+        return self._rv
+
+    def get(self, resource: Resource, namespace: str, name: str) -> Obj:
+        raw = self._objects.get((resource.key, self._ns(resource, namespace), name))
+        if raw is None:
+            raise NotFound.of(resource.plural, name, resource.group)
+        obj: Obj = json.loads(raw)
+        return obj
+
+    def try_get(self, resource: Resource, namespace: str, name: str) -> Obj | None:
+        raw = self._objects.get((resource.key, self._ns(resource, namespace), name))
+        return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
+
+    def list(self, resource: Resource, namespace: str | None = None, *,
+             labels: LabelSelector | None = None,
+             fields: FieldSelector | None = None) -> tuple[list[Obj], int]:
+        """Matching objects sorted by (namespace, name), and the list's resourceVersion."""
+        items = []
+        for obj in self._iter(resource, namespace):
+            if labels and not labels.matches_object(obj):
+                continue
+            if fields and not fields.matches_object(obj):
+                continue
+            items.append(obj)
+        return items, self._rv
+
+    def _iter(self, resource: Resource, namespace: str | None) -> Iterator[Obj]:
+        ns = self._ns(resource, namespace) if namespace else None
+        for (key, obj_ns, _name) in sorted(k for k in self._objects if k[0] == resource.key):
+            if ns is not None and obj_ns != ns:
+                continue
+            yield json.loads(self._objects[(key, obj_ns, _name)])
+
+    # ---- writes ------------------------------------------------------------------
+
+    def create(self, resource: Resource, obj: Obj) -> Obj:
+        """Insert a new object; fills uid, creationTimestamp, resourceVersion."""
+        meta = obj.setdefault("metadata", {})
+        namespace = self._ns(resource, meta.get("namespace"))
+        name = meta["name"]
+        key = (resource.key, namespace, name)
+        if key in self._objects:
+            raise AlreadyExists.of(resource.plural, name, resource.group)
+        if resource.namespaced:
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", rfc3339(self._clock.now()))
+        obj["apiVersion"] = resource.api_version
+        obj["kind"] = resource.kind
+        return self._write(resource, key, obj, "ADDED")
+
+    def update(self, resource: Resource, obj: Obj, *, check_rv: bool = True) -> Obj:
+        """Replace an existing object. With `check_rv` and a resourceVersion in `obj`,
+        a stale one is a `Conflict` (optimistic concurrency); identity fields
+        (uid, creationTimestamp) always come from the stored object."""
+        meta = obj.setdefault("metadata", {})
+        namespace = self._ns(resource, meta.get("namespace"))
+        name = meta["name"]
+        key = (resource.key, namespace, name)
+        raw = self._objects.get(key)
+        if raw is None:
+            raise NotFound.of(resource.plural, name, resource.group)
+        current = json.loads(raw)
+        cur_meta = current["metadata"]
+        sent_rv = meta.get("resourceVersion")
+        if check_rv and sent_rv and str(sent_rv) != cur_meta.get("resourceVersion"):
+            raise Conflict.stale(resource.plural, name, resource.group)
+        if meta.get("uid") and meta["uid"] != cur_meta.get("uid"):
+            raise Conflict(f"Precondition failed: UID in precondition: {meta['uid']}, "
+                           f"UID in object meta: {cur_meta.get('uid')}",
+                           kind=resource.plural, name=name)
+        for fixed in ("uid", "creationTimestamp"):
+            if fixed in cur_meta:
+                meta[fixed] = cur_meta[fixed]
+        if resource.namespaced:
+            meta["namespace"] = namespace
+        obj["apiVersion"] = resource.api_version
+        obj["kind"] = resource.kind
+        # A write that changes nothing is not a write: no new resourceVersion, no event
+        # (kube-apiserver behaves the same, and it keeps idle controllers quiet).
+        meta["resourceVersion"] = cur_meta.get("resourceVersion")
+        if json.dumps(obj, sort_keys=True) == json.dumps(current, sort_keys=True):
+            return current  # type: ignore[no-any-return]
+        return self._write(resource, key, obj, "MODIFIED")
+
+    def mutate(self, resource: Resource, namespace: str, name: str,
+               change: Callable[[Obj], Obj | None]) -> Obj:
+        """Atomic read-modify-write: `change` edits the object in place (or returns a
+        replacement). Safe without retries because the store is single-threaded."""
+        obj = self.get(resource, namespace, name)
+        replaced = change(obj)
+        return self.update(resource, replaced if replaced is not None else obj, check_rv=False)
+
+    def delete(self, resource: Resource, namespace: str, name: str, *,
+               uid: str | None = None, resource_version: str | None = None) -> Obj:
+        """Remove an object for good (graceful deletion is the registry's business)."""
+        key = (resource.key, self._ns(resource, namespace), name)
+        raw = self._objects.get(key)
+        if raw is None:
+            raise NotFound.of(resource.plural, name, resource.group)
+        obj: Obj = json.loads(raw)
+        meta = obj["metadata"]
+        if uid and uid != meta.get("uid"):
+            raise Conflict(f"Precondition failed: UID in precondition: {uid}, "
+                           f"UID in object meta: {meta.get('uid')}",
+                           kind=resource.plural, name=name)
+        if resource_version and resource_version != meta.get("resourceVersion"):
+            raise Conflict.stale(resource.plural, name, resource.group)
+        return self._write(resource, key, obj, "DELETED")
+
+    def _write(self, resource: Resource, key: StoreKey, obj: Obj, kind: EventType) -> Obj:
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        raw = json.dumps(obj, separators=(",", ":"))
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            if kind == "DELETED":
+                db.execute("DELETE FROM objects WHERE resource=? AND namespace=? AND name=?", key)
+            else:
+                db.execute("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?)",
+                           (*key, self._rv, raw))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('rv', ?)", (str(self._rv),))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._rv -= 1
+            raise
+        if kind == "DELETED":
+            del self._objects[key]
+        else:
+            self._objects[key] = raw
+        change = _Change(self._rv, kind, resource.key, key[1], raw)
+        self._history.append(change)
+        self._fan_out(change)
+        return obj
+
+    # ---- watch -------------------------------------------------------------------
+
+    def watch(self, resource: Resource, namespace: str | None = None, *,
+              since: int | None = None, labels: LabelSelector | None = None,
+              fields: FieldSelector | None = None) -> Watch:
+        """Watch changes after resourceVersion `since`.
+
+        `since=None` (or 0) starts with an ADDED event for every matching object, as
+        Kubernetes does for a watch without a resourceVersion.
+        """
+        send, receive = anyio.create_memory_object_stream[WatchEvent](WATCH_MAILBOX)
+        ns = self._ns(resource, namespace) if namespace else None
+        watcher = _Watcher(resource.key, ns, labels or LabelSelector(),
+                           fields or FieldSelector(), send)
+        if not since:
+            items, _rv = self.list(resource, namespace, labels=labels, fields=fields)
+            for obj in items:
+                self._offer(watcher, WatchEvent("ADDED", json.dumps(obj, separators=(",", ":")),
+                                                int(obj["metadata"]["resourceVersion"])))
+        elif since < self._rv:
+            oldest = self._history[0].rv if self._history else self._rv + 1
+            if since < oldest - 1:
+                send.close()
+                receive.close()
+                raise Gone(f"too old resource version: {since} ({oldest - 1})")
+            for change in self._history:
+                if change.rv > since and watcher.wants(change):
+                    self._offer(watcher, WatchEvent(change.type, change.raw, change.rv))
+        self._watchers.append(watcher)
+        return Watch(receive, watcher, self)
+
+    def _fan_out(self, change: _Change) -> None:
+        for watcher in list(self._watchers):
+            if watcher.wants(change):
+                self._offer(watcher, WatchEvent(change.type, change.raw, change.rv))
+
+    def _offer(self, watcher: _Watcher, event: WatchEvent) -> None:
+        try:
+            watcher.send.send_nowait(event)
+        except anyio.WouldBlock:
+            watcher.overflowed = True
+            watcher.send.close()
+            self._remove_watcher(watcher)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._remove_watcher(watcher)
+
+    def _remove_watcher(self, watcher: _Watcher) -> None:
+        if watcher in self._watchers:
+            self._watchers.remove(watcher)
+            watcher.send.close()
+
+    @staticmethod
+    def _ns(resource: Resource, namespace: str | None) -> str:
+        if not resource.namespaced:
+            return ""
+        return namespace or "default"

@@ -1,0 +1,90 @@
+"""Cluster settings: one frozen dataclass tree, built once by the CLI and injected.
+
+Nothing in miniorch reads environment variables or globals after start-up; every
+component receives the `Settings` it needs, so tests can build their own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_home() -> Path:
+    """`$MINIORCH_HOME`, else `~/.miniorch` (design.md, "State")."""
+    env = os.environ.get("MINIORCH_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".miniorch"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkSettings:
+    """Address plan. These ranges exist only inside miniorch's bridge and namespaces."""
+
+    pod_cidr: str = "10.244.0.0/16"
+    """Pods get addresses from here; node N owns 10.244.N.0/24."""
+    service_cidr: str = "10.96.0.0/16"
+    """ClusterIPs are allocated from here (10.96.0.1 is the `kubernetes` service)."""
+    loadbalancer_cidr: str = "127.0.100.0/24"
+    """LoadBalancer EXTERNAL-IPs: loopback, so the host can curl them."""
+    node_port_range: tuple[int, int] = (30000, 32767)
+    bridge_name: str = "miniorch0"
+    """One Linux bridge carries every node's pod /24 (pods sit on one L2 segment)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything a cluster process needs to know, fixed at `up`."""
+
+    home: Path = field(default_factory=default_home)
+    """`$MINIORCH_HOME`: store, TLS material, kubeconfig, images, pod logs, pid file."""
+    api_host: str = "127.0.0.1"
+    api_port: int = 6443
+    nodes: int = 3
+    demo: bool = True
+    """Deploy the seed's kubia RC + LoadBalancer Service at `up`."""
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+    node_heartbeat_seconds: float = 10.0
+    """How often a node renews its Lease and Ready condition."""
+    node_grace_seconds: float = 40.0
+    """A node whose heartbeat is older than this is marked NotReady (k8s default 40 s)."""
+    pod_eviction_seconds: float = 5.0
+    """How long after NotReady its pods are replaced elsewhere (k8s uses 300 s; we teach)."""
+    max_pods_per_node: int = 110
+    max_request_bytes: int = 3 * 1024 * 1024
+    """Bodies larger than this are refused with 413, as kube-apiserver does."""
+    watch_history: int = 10_000
+    """How many past events the store keeps for watch resume before answering 410."""
+
+    @property
+    def store_path(self) -> Path:
+        return self.home / "store.db"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.home / "tls"
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.home / "kubeconfig"
+
+    @property
+    def pods_dir(self) -> Path:
+        """Per-pod runtime state and container logs: pods/<ns>_<name>_<uid>/."""
+        return self.home / "pods"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.home / "images"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "cluster.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "cluster.log"
+
+    @property
+    def api_url(self) -> str:
+        return f"https://{self.api_host}:{self.api_port}"
