@@ -1,0 +1,41 @@
+# miniorch — `make up` and `make test` work as the first command on a fresh machine:
+# they install what they need (Debian packages when root, the venv, pip packages).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEB_PACKAGES := busybox-static iproute2 util-linux procps curl
+
+.PHONY: install up down test test-fast bench lint clean-state
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@bash scripts/install-system-deps.sh $(DEB_PACKAGES)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
+	  echo "python venv unavailable; installing python3-venv"; \
+	  apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+up: install
+	$(PY) -m miniorch up
+
+down: install
+	$(PY) -m miniorch down
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m 'not e2e'
+
+bench: install
+	$(PY) -m bench.run
+
+lint: install
+	$(VENV)/bin/ruff check miniorch tests sample_app bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports

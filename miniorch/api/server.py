@@ -1,0 +1,796 @@
+"""The HTTPS API server: Kubernetes core/v1 REST over the registry, for kubectl, the
+official Python client and miniorch's own CLI.
+
+    client ──TLS──► aiohttp ──► _errors ──► _auth (Bearer token) ──► _dispatch
+                                                                        │
+     /version /healthz /api /apis /openapi/v3 (discovery, generated from kinds.RESOURCES)
+     /api/v1/[watch/][namespaces/<ns>/]<plural>[/<name>[/<subresource>]]
+     /apis/coordination.k8s.io/v1/…                     (same shape, for node Leases)
+                                                                        │
+              list/get/create/update/patch/delete/deletecollection ─► Registry ─► Store
+              ?watch=true ─► server_watch     pods/log ─► server_logs
+              pods/exec ─► server_exec        pods/binding, pods/eviction, rc/scale, …/status
+
+Invariants:
+- Every body is JSON with `kind` and `apiVersion`; every error is a `Status` from
+  `errors.ApiError.to_status()` with its HTTP code; anything unexpected is a 500
+  Status and one structlog error line, never a traceback on the wire.
+- Handlers call the synchronous registry directly: each request's read-modify-write
+  is atomic on the event loop. The only blocking I/O per request is the store's
+  (SQLite commit on writes); log and sandbox files are read in worker threads.
+- Content negotiation: a Table (`as=Table;v=v1;g=meta.k8s.io`) only when asked for,
+  else JSON (also when protobuf is preferred, as `describe` does).
+- The server owns no state of its own besides the token and the set of open streams
+  (cancelled at shutdown so a graceful stop never waits on a watching client).
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import secrets
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+import anyio
+import anyio.to_thread
+import structlog
+from aiohttp import web
+from multidict import CIMultiDict
+
+from miniorch.api import kubeconfig, tls
+from miniorch.api.errors import (
+    ApiError,
+    BadRequest,
+    Cause,
+    Conflict,
+    Invalid,
+    MethodNotAllowed,
+    NotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from miniorch.api.kinds import (
+    ENDPOINTS,
+    EVENTS,
+    LEASES,
+    NAMESPACES,
+    NODES,
+    PODS,
+    REPLICATION_CONTROLLERS,
+    RESOURCES,
+    SERVICES,
+    Resource,
+)
+from miniorch.api.registry import Registry
+from miniorch.api.selectors import FieldSelector, LabelSelector
+from miniorch.api.server_common import (
+    CONTEXT,
+    ApiContext,
+    Plugins,
+    decode_object,
+    include_object,
+    json_response,
+    negotiate,
+    partial_metadata,
+    query_bool,
+    query_int,
+    read_body,
+    status_response,
+    success_status,
+)
+from miniorch.api.server_exec import serve_exec
+from miniorch.api.server_logs import serve_logs
+from miniorch.api.server_watch import serve_watch
+from miniorch.core.clock import Clock, rfc3339
+from miniorch.core.objects import Obj
+from miniorch.core.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+KUBERNETES_VERSION = ("1", "32", "v1.32.0-miniorch")
+ANONYMOUS_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
+PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
+               "application/strategic-merge-patch+json")
+STATUS_SUBRESOURCE = (PODS, REPLICATION_CONTROLLERS, SERVICES, NAMESPACES, NODES)
+CREATE_ON_UPDATE = (ENDPOINTS, EVENTS, LEASES)
+"""Kinds whose PUT creates a missing object (kube-apiserver's AllowCreateOnUpdate)."""
+RETURNS_DELETED_OBJECT = (PODS, SERVICES, NAMESPACES)
+"""Kinds whose DELETE answers with the object; the others answer a Success Status."""
+AUTH_PROTOCOL_PREFIX = "base64url.bearer.authorization.k8s.io."
+
+
+# ---- wiring -------------------------------------------------------------------------
+
+def default_plugins(settings: Settings) -> Plugins:
+    """The real collaborators, imported here (not at module import) so the server
+    module stays importable while a sibling is being rewritten."""
+    from miniorch.api import openapi, patch, tables, validation
+    from miniorch.api.server_exec import sandbox_spawner
+
+    unknown = getattr(validation, "unknown_fields", None)
+
+    def unknown_fields(resource: Resource, obj: Obj) -> list[str]:
+        return list(unknown(resource, obj)) if unknown is not None else []
+
+    return Plugins(to_table=tables.to_table, apply_patch=patch.apply_patch,
+                   openapi_root=openapi.openapi_v3_root,
+                   openapi_document=openapi.openapi_v3_document,
+                   unknown_fields=unknown_fields, spawn_exec=sandbox_spawner(settings))
+
+
+def build_app(*, settings: Settings, registry: Registry, clock: Clock, token: str,
+              plugins: Plugins | None = None) -> web.Application:
+    """The aiohttp application (tests run it with aiohttp's TestServer)."""
+    ctx = ApiContext(settings=settings, registry=registry, clock=clock, token=token,
+                     plugins=plugins or default_plugins(settings))
+    app = web.Application(middlewares=[_errors_middleware, _auth_middleware],
+                          client_max_size=settings.max_request_bytes)
+    app[CONTEXT] = ctx
+    app.router.add_route("*", "/{tail:.*}", _dispatch)
+
+    async def on_shutdown(_app: web.Application) -> None:
+        ctx.cancel_streams()
+    app.on_shutdown.append(on_shutdown)
+    return app
+
+
+class ApiServer:
+    """The API actor: serves HTTPS on `settings.api_host:api_port` until cancelled.
+
+    At start it ensures the TLS material (CA, serving certificate, token) and writes
+    the kubeconfig for the port actually bound (`api_port=0` picks a free one).
+    """
+
+    def __init__(self, *, settings: Settings, registry: Registry, clock: Clock,
+                 plugins: Plugins | None = None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.clock = clock
+        self.plugins = plugins
+        self.port: int | None = None
+        """The bound port, once started."""
+        self.material: tls.TlsMaterial | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://{_url_host(self.settings.api_host)}:{self.port}"
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED
+                  ) -> None:
+        settings = self.settings
+        first_cluster_ip = str(ipaddress.ip_network(settings.network.service_cidr)[1])
+        material = await anyio.to_thread.run_sync(partial(
+            tls.ensure_tls, settings.tls_dir, ips=[settings.api_host, first_cluster_ip]))
+        self.material = material
+        app = build_app(settings=settings, registry=self.registry, clock=self.clock,
+                        token=material.token, plugins=self.plugins)
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
+                               shutdown_timeout=5.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, settings.api_host, settings.api_port,
+                               ssl_context=material.server_ssl_context(), reuse_address=True)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot serve the API on {settings.api_host}:"
+                              f"{settings.api_port}: {exc.strerror or exc} (is another "
+                              "cluster running? choose another port with --api-port)"
+                              ) from exc
+            self.port = _bound_port(runner, settings.api_port)
+            await anyio.to_thread.run_sync(partial(
+                kubeconfig.write_kubeconfig, settings.kubeconfig_path,
+                server=self.url if settings.api_host not in ("0.0.0.0", "::")
+                else f"https://127.0.0.1:{self.port}",
+                ca_pem=material.ca_pem, token=material.token))
+            log.info("api server listening", url=self.url)
+            task_status.started(self.url)
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await runner.cleanup()
+
+
+def _url_host(host: str) -> str:
+    try:
+        return f"[{host}]" if ipaddress.ip_address(host).version == 6 else host
+    except ValueError:
+        return host
+
+
+def _bound_port(runner: web.AppRunner, wanted: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return wanted
+
+
+# ---- middlewares ----------------------------------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return status_response(exc)
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        log.exception("api request failed", method=request.method, path=request.path)
+        return status_response(ApiError(f"Internal error occurred: {type(exc).__name__}: {exc}"))
+
+
+@web.middleware
+async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in ANONYMOUS_PATHS:
+        return await handler(request)
+    token = request.app[CONTEXT].token
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    presented = value.strip() if scheme.lower() == "bearer" else ""
+    if not presented:
+        # Browsers cannot set headers on WebSockets; Kubernetes accepts the token as a
+        # subprotocol instead.
+        for proto in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+            proto = proto.strip()
+            if proto.startswith(AUTH_PROTOCOL_PREFIX):
+                raw = proto[len(AUTH_PROTOCOL_PREFIX):]
+                try:
+                    presented = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+                except ValueError:
+                    presented = ""
+    if not presented or not secrets.compare_digest(presented.encode(), token.encode()):
+        raise Unauthorized("Unauthorized")
+    return await handler(request)
+
+
+# ---- dispatch -------------------------------------------------------------------------
+
+def _not_found() -> NotFound:
+    return NotFound("the server could not find the requested resource")
+
+
+def _not_allowed() -> MethodNotAllowed:
+    return MethodNotAllowed("the server does not allow this method on the requested resource")
+
+
+def _served(group: str, version: str) -> dict[str, Resource]:
+    return {r.plural: r for r in RESOURCES if r.group == group and r.version == version}
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    segs = [s for s in request.path.split("/") if s]
+    if not segs:
+        return json_response({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez",
+                                        "/openapi/v3", "/readyz", "/version"]})
+    head = segs[0]
+    if head in ("healthz", "livez", "readyz") and len(segs) == 1:
+        return web.Response(text="ok", content_type="text/plain")
+    if head == "version" and len(segs) == 1:
+        return json_response(_version())
+    if head == "openapi":
+        return _openapi(ctx, segs[1:])
+    if head == "api":
+        if len(segs) == 1:
+            return json_response(_api_versions(request))
+        if segs[1] != "v1":
+            raise _not_found()
+        group, version, rest = "", "v1", segs[2:]
+    elif head == "apis":
+        groups = _api_groups()
+        if len(segs) == 1:
+            return json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        if len(segs) == 2:
+            for g in groups:
+                if g["name"] == segs[1]:
+                    return json_response({"kind": "APIGroup", "apiVersion": "v1", **g})
+            raise _not_found()
+        group, version, rest = segs[1], segs[2], segs[3:]
+        if not _served(group, version):
+            raise _not_found()
+    else:
+        raise _not_found()
+    if not rest:
+        if request.method != "GET":
+            raise _not_allowed()
+        return json_response(_resource_list(group, version))
+    return await _resource_request(request, ctx, group, version, rest)
+
+
+async def _resource_request(request: web.Request, ctx: ApiContext, group: str, version: str,
+                            rest: list[str]) -> web.StreamResponse:
+    served = _served(group, version)
+    watch_path = rest[0] == "watch"
+    if watch_path:
+        rest = rest[1:]
+    if not rest:
+        raise _not_found()
+    namespace: str | None = None
+    if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] in served \
+            and served[rest[2]].namespaced:
+        namespace, resource, tail = rest[1], served[rest[2]], rest[3:]
+    else:
+        found = served.get(rest[0])
+        if found is None:
+            raise _not_found()
+        resource, tail = found, rest[1:]
+    if len(tail) > 2 or (resource.namespaced and namespace is None and tail):
+        raise _not_found()
+    name = tail[0] if tail else None
+    sub = tail[1] if len(tail) > 1 else None
+    method = request.method
+    ns = namespace or ""
+
+    if name is None:
+        if method == "GET":
+            return await _list(request, ctx, resource, namespace, watch=watch_path)
+        if method == "POST":
+            if resource.namespaced and namespace is None:
+                raise _not_allowed()
+            return await _create(request, ctx, resource, ns)
+        if method == "DELETE" and "deletecollection" in resource.verbs:
+            return await _delete_collection(request, ctx, resource, namespace)
+        raise _not_allowed()
+    if watch_path:
+        if sub is not None or method != "GET":
+            raise _not_found()
+        return await _list(request, ctx, resource, namespace, watch=True, name=name)
+    if sub is None:
+        if method == "GET":
+            if query_bool(request.query.get("watch")):
+                return await _list(request, ctx, resource, namespace, watch=True, name=name)
+            return _get(request, ctx, resource, ns, name)
+        if method == "PUT":
+            return await _update(request, ctx, resource, ns, name, "")
+        if method == "PATCH":
+            return await _patch(request, ctx, resource, ns, name, "")
+        if method == "DELETE":
+            return await _delete(request, ctx, resource, ns, name)
+        raise _not_allowed()
+    if sub == "status" and resource in STATUS_SUBRESOURCE:
+        if method == "GET":
+            return json_response(ctx.registry.get(resource, ns, name))
+        if method == "PUT":
+            return await _update(request, ctx, resource, ns, name, "status")
+        if method == "PATCH":
+            return await _patch(request, ctx, resource, ns, name, "status")
+        raise _not_allowed()
+    if sub == "scale" and resource is REPLICATION_CONTROLLERS:
+        return await _scale(request, ctx, ns, name)
+    if resource is PODS:
+        if sub == "log":
+            if method != "GET":
+                raise _not_allowed()
+            return await serve_logs(request, ctx, ns, name)
+        if sub == "exec":
+            if method not in ("GET", "POST"):
+                raise _not_allowed()
+            return await serve_exec(request, ctx, ns, name)
+        if sub == "binding":
+            if method != "POST":
+                raise _not_allowed()
+            return await _bind(request, ctx, ns, name)
+        if sub == "eviction":
+            if method != "POST":
+                raise _not_allowed()
+            return await _evict(request, ctx, ns, name)
+    raise _not_found()
+
+
+# ---- discovery ------------------------------------------------------------------------
+
+def _version() -> Obj:
+    major, minor, git_version = KUBERNETES_VERSION
+    return {"major": major, "minor": minor, "gitVersion": git_version,
+            "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+            "buildDate": "2024-12-11T00:00:00Z", "goVersion": "go1.23.4", "compiler": "gc",
+            "platform": "linux/amd64"}
+
+
+def _api_versions(request: web.Request) -> Obj:
+    return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+        {"clientCIDR": "0.0.0.0/0", "serverAddress": request.host}]}
+
+
+def _api_groups() -> list[Obj]:
+    groups: dict[str, list[str]] = {}
+    for r in RESOURCES:
+        if r.group and r.version not in groups.setdefault(r.group, []):
+            groups[r.group].append(r.version)
+    out = []
+    for name, versions in groups.items():
+        listed = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+        out.append({"name": name, "versions": listed, "preferredVersion": listed[0]})
+    return out
+
+
+def _subresource(name: str, kind: str, verbs: list[str], *, group: str = "",
+                 version: str = "") -> Obj:
+    entry: Obj = {"name": name, "singularName": "", "namespaced": True, "kind": kind,
+                  "verbs": verbs}
+    if group:
+        entry["group"], entry["version"] = group, version
+    return entry
+
+
+def _resource_list(group: str, version: str) -> Obj:
+    resources: list[Obj] = []
+    for r in RESOURCES:
+        if r.group != group or r.version != version:
+            continue
+        entry: Obj = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
+                      "kind": r.kind, "verbs": list(r.verbs)}
+        if r.short_names:
+            entry["shortNames"] = list(r.short_names)
+        if r.categories:
+            entry["categories"] = list(r.categories)
+        resources.append(entry)
+        status_verbs = ["get", "patch", "update"]
+        if r in STATUS_SUBRESOURCE:
+            sub = _subresource(f"{r.plural}/status", r.kind, status_verbs)
+            sub["namespaced"] = r.namespaced
+            resources.append(sub)
+        if r is PODS:
+            resources += [
+                _subresource("pods/binding", "Binding", ["create"]),
+                _subresource("pods/eviction", "Eviction", ["create"], group="policy",
+                             version="v1"),
+                _subresource("pods/exec", "PodExecOptions", ["create", "get"]),
+                _subresource("pods/log", "Pod", ["get"]),
+            ]
+        if r is REPLICATION_CONTROLLERS:
+            resources.append(_subresource("replicationcontrollers/scale", "Scale", status_verbs,
+                                          group="autoscaling", version="v1"))
+    group_version = f"{group}/{version}" if group else version
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+            "resources": resources}
+
+
+def _openapi(ctx: ApiContext, rest: list[str]) -> web.Response:
+    if rest == ["v3"]:
+        return json_response(ctx.plugins.openapi_root())
+    if len(rest) >= 3 and rest[0] == "v3":
+        path = rest[1:]
+        if path[0] == "api" and len(path) == 2:
+            group_version = path[1]
+        elif path[0] == "apis" and len(path) == 3:
+            group_version = f"{path[1]}/{path[2]}"
+        else:
+            raise _not_found()
+        try:
+            return json_response(ctx.plugins.openapi_document(group_version))
+        except LookupError:
+            raise _not_found() from None
+    # /openapi/v2 included: kubectl falls back to it and tolerates the 404.
+    raise _not_found()
+
+
+# ---- verbs ----------------------------------------------------------------------------
+
+def _dry_run(request: web.Request) -> bool:
+    values = request.query.getall("dryRun", [])
+    for value in values:
+        if value != "All":
+            raise BadRequest(f'Invalid dryRun value "{value}": supported values: "All"')
+    return bool(values)
+
+
+def _field_warnings(request: web.Request, ctx: ApiContext, resource: Resource,
+                    obj: Obj) -> list[str]:
+    """`fieldValidation`: Strict refuses unknown fields, Warn (default) warns, Ignore."""
+    mode = request.query.get("fieldValidation") or "Warn"
+    if mode not in ("Ignore", "Warn", "Strict"):
+        raise BadRequest(f"fieldValidation: Unsupported value: \"{mode}\": supported values: "
+                         '"Ignore", "Strict", "Warn"')
+    if mode == "Ignore":
+        return []
+    unknown = ctx.plugins.unknown_fields(resource, obj)
+    if not unknown:
+        return []
+    messages = [f'unknown field "{field}"' for field in unknown]
+    if mode == "Strict":
+        raise BadRequest("strict decoding error: " + ", ".join(messages))
+    return messages
+
+
+def _respond(obj: Obj, *, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    response = json_response(obj, status=status)
+    if warnings:
+        headers: CIMultiDict[str] = CIMultiDict()
+        for warning in warnings:
+            escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
+            headers.add("Warning", f'299 - "{escaped}"')
+        response.headers.extend(headers)
+    return response
+
+
+def _render(request: web.Request, ctx: ApiContext, resource: Resource, obj: Obj) -> Obj:
+    form = negotiate(request.headers.get("Accept", "")).form
+    if form == "table":
+        return ctx.plugins.to_table(
+            resource, [obj], resource_version=str(obj["metadata"].get("resourceVersion", "")),
+            now=ctx.clock.now(), include_object=include_object(request))
+    if form == "partial":
+        return partial_metadata(obj)
+    return obj
+
+
+def _get(request: web.Request, ctx: ApiContext, resource: Resource, namespace: str,
+         name: str) -> web.Response:
+    return json_response(_render(request, ctx, resource, ctx.registry.get(resource, namespace,
+                                                                          name)))
+
+
+async def _list(request: web.Request, ctx: ApiContext, resource: Resource,
+                namespace: str | None, *, watch: bool, name: str | None = None
+                ) -> web.StreamResponse:
+    q = request.query
+    labels = LabelSelector.parse(q.get("labelSelector"))
+    field_text = q.get("fieldSelector") or ""
+    if name is not None:
+        field_text = f"metadata.name={name}" + (f",{field_text}" if field_text else "")
+    fields = FieldSelector.parse(field_text)
+    form = negotiate(request.headers.get("Accept", "")).form
+    include = include_object(request)
+    timeout = query_int(request, "timeoutSeconds")
+    if watch or query_bool(q.get("watch")):
+        return await serve_watch(request, ctx, resource, namespace, labels=labels,
+                                 fields=fields, form=form, include=include,
+                                 timeout_seconds=timeout)
+    items, rv = ctx.registry.list(resource, namespace, label_selector=labels,
+                                  field_selector=fields)
+    if form == "table":
+        return json_response(ctx.plugins.to_table(resource, items, resource_version=str(rv),
+                                                  now=ctx.clock.now(), include_object=include))
+    if form == "partial":
+        return json_response({"kind": "PartialObjectMetadataList",
+                              "apiVersion": "meta.k8s.io/v1",
+                              "metadata": {"resourceVersion": str(rv)},
+                              "items": [partial_metadata(i) for i in items]})
+    return json_response({"kind": resource.list_kind, "apiVersion": resource.api_version,
+                          "metadata": {"resourceVersion": str(rv)}, "items": items})
+
+
+async def _read_object(request: web.Request, ctx: ApiContext) -> Obj:
+    body = await read_body(request, ctx.settings.max_request_bytes)
+    return decode_object(body, request.content_type)
+
+
+async def _create(request: web.Request, ctx: ApiContext, resource: Resource,
+                  namespace: str) -> web.Response:
+    obj = await _read_object(request, ctx)
+    warnings = _field_warnings(request, ctx, resource, obj)
+    created = ctx.registry.create(resource, obj, namespace=namespace or None,
+                                  dry_run=_dry_run(request))
+    return _respond(_render(request, ctx, resource, created), status=201, warnings=warnings)
+
+
+def _check_name(obj: Obj, name: str) -> None:
+    meta = obj.setdefault("metadata", {})
+    if not isinstance(meta, dict):
+        raise BadRequest("metadata must be an object")
+    body_name = meta.get("name")
+    if not body_name:
+        meta["name"] = name
+    elif body_name != name:
+        raise BadRequest(f"the name of the object ({body_name}) does not match the name on "
+                         f"the URL ({name})")
+
+
+async def _update(request: web.Request, ctx: ApiContext, resource: Resource, namespace: str,
+                  name: str, subresource: str) -> web.Response:
+    obj = await _read_object(request, ctx)
+    _check_name(obj, name)
+    warnings = _field_warnings(request, ctx, resource, obj)
+    dry_run = _dry_run(request)
+    try:
+        updated = ctx.registry.update(resource, obj, namespace=namespace or None,
+                                      subresource=subresource, dry_run=dry_run)
+    except NotFound:
+        if resource not in CREATE_ON_UPDATE or subresource:
+            raise
+        obj["metadata"].pop("resourceVersion", None)
+        created = ctx.registry.create(resource, obj, namespace=namespace or None,
+                                      dry_run=dry_run)
+        return _respond(created, status=201, warnings=warnings)
+    return _respond(_render(request, ctx, resource, updated), warnings=warnings)
+
+
+def _patch_type(request: web.Request) -> str:
+    content_type = request.content_type
+    if content_type not in PATCH_TYPES:
+        raise UnsupportedMediaType(
+            f"the body of the request was in an unknown format - accepted media types "
+            f"include: {', '.join(PATCH_TYPES)}")
+    return content_type
+
+
+async def _patch(request: web.Request, ctx: ApiContext, resource: Resource, namespace: str,
+                 name: str, subresource: str) -> web.Response:
+    content_type = _patch_type(request)
+    body = await read_body(request, ctx.settings.max_request_bytes)
+    current = ctx.registry.get(resource, namespace, name)
+    patched = ctx.plugins.apply_patch(current, body, content_type, resource)
+    if not isinstance(patched.get("metadata"), dict):
+        raise BadRequest("metadata must be an object")
+    if patched["metadata"].get("name", name) != name:
+        raise BadRequest(f"the name of the object ({patched['metadata'].get('name')}) does "
+                         f"not match the name on the URL ({name})")
+    patched["metadata"]["name"] = name
+    warnings = _field_warnings(request, ctx, resource, patched)
+    updated = ctx.registry.update(resource, patched, namespace=namespace or None,
+                                  subresource=subresource, dry_run=_dry_run(request))
+    return _respond(_render(request, ctx, resource, updated), warnings=warnings)
+
+
+async def _delete_options(request: web.Request, ctx: ApiContext) -> Obj:
+    body = await read_body(request, ctx.settings.max_request_bytes)
+    options: Obj = decode_object(body, request.content_type) if body.strip() else {}
+    q = request.query
+    grace = query_int(request, "gracePeriodSeconds")
+    if grace is not None:
+        options["gracePeriodSeconds"] = grace
+    if q.get("propagationPolicy"):
+        options["propagationPolicy"] = q["propagationPolicy"]
+    if q.get("orphanDependents"):
+        options["orphanDependents"] = query_bool(q["orphanDependents"])
+    policy = options.get("propagationPolicy")
+    if policy is None and options.get("orphanDependents") is not None:
+        policy = "Orphan" if options["orphanDependents"] else "Background"
+    if policy not in (None, "Orphan", "Background", "Foreground"):
+        raise BadRequest(f'propagationPolicy: Unsupported value: "{policy}": supported values: '
+                         '"Foreground", "Background", "Orphan"')
+    options["propagationPolicy"] = policy
+    grace = options.get("gracePeriodSeconds")
+    if grace is not None and not isinstance(grace, int):
+        raise BadRequest("gracePeriodSeconds must be an integer")
+    if options.get("dryRun") not in (None, [], ["All"]):
+        raise BadRequest(f'Invalid dryRun value {options["dryRun"]}: supported values: "All"')
+    options["dryRun"] = _dry_run(request) or options.get("dryRun") == ["All"]
+    return options
+
+
+def _delete_one(ctx: ApiContext, resource: Resource, namespace: str, name: str,
+                options: Obj) -> Obj:
+    return ctx.registry.delete(resource, namespace, name,
+                               grace_period_seconds=options.get("gracePeriodSeconds"),
+                               propagation_policy=options.get("propagationPolicy"),
+                               preconditions=options.get("preconditions") or None,
+                               dry_run=bool(options.get("dryRun")))
+
+
+async def _delete(request: web.Request, ctx: ApiContext, resource: Resource, namespace: str,
+                  name: str) -> web.Response:
+    options = await _delete_options(request, ctx)
+    deleted = _delete_one(ctx, resource, namespace, name, options)
+    if resource in RETURNS_DELETED_OBJECT:
+        return json_response(deleted)
+    details: Obj = {"name": name, "kind": resource.plural,
+                    "uid": deleted.get("metadata", {}).get("uid", "")}
+    if resource.group:
+        details["group"] = resource.group
+    return json_response(success_status(details=details))
+
+
+async def _delete_collection(request: web.Request, ctx: ApiContext, resource: Resource,
+                             namespace: str | None) -> web.Response:
+    options = await _delete_options(request, ctx)
+    items, _rv = ctx.registry.list(resource, namespace,
+                                   label_selector=request.query.get("labelSelector"),
+                                   field_selector=request.query.get("fieldSelector"))
+    deleted = []
+    for item in items:
+        meta = item["metadata"]
+        try:
+            deleted.append(_delete_one(ctx, resource, meta.get("namespace", ""), meta["name"],
+                                       options))
+        except NotFound:
+            continue  # removed meanwhile (a cascade): as good as deleted
+    return json_response({"kind": resource.list_kind, "apiVersion": resource.api_version,
+                          "metadata": {"resourceVersion": str(
+                              ctx.registry.store.resource_version)},
+                          "items": deleted})
+
+
+# ---- subresources -----------------------------------------------------------------------
+
+def _scale_of(rc: Obj) -> Obj:
+    meta = rc["metadata"]
+    selector = rc.get("spec", {}).get("selector") or {}
+    return {
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                          "creationTimestamp") if k in meta},
+        "spec": {"replicas": int(rc.get("spec", {}).get("replicas", 1))},
+        "status": {"replicas": int(rc.get("status", {}).get("replicas") or 0),
+                   "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))},
+    }
+
+
+async def _scale(request: web.Request, ctx: ApiContext, namespace: str,
+                 name: str) -> web.Response:
+    registry = ctx.registry
+    rc = registry.get(REPLICATION_CONTROLLERS, namespace, name)
+    if request.method == "GET":
+        return json_response(_scale_of(rc))
+    if request.method == "PUT":
+        scale = await _read_object(request, ctx)
+        _check_name(scale, name)
+    elif request.method == "PATCH":
+        content_type = _patch_type(request)
+        body = await read_body(request, ctx.settings.max_request_bytes)
+        scale = ctx.plugins.apply_patch(_scale_of(rc), body, content_type,
+                                        REPLICATION_CONTROLLERS)
+    else:
+        raise _not_allowed()
+    replicas = scale.get("spec", {}).get("replicas")
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        raise Invalid.of("Scale", name, [Cause(
+            "spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")],
+            group="autoscaling")
+    sent_rv = (scale.get("metadata") or {}).get("resourceVersion")
+    if sent_rv and str(sent_rv) != rc["metadata"].get("resourceVersion"):
+        raise Conflict.stale("replicationcontrollers", name)
+    rc.setdefault("spec", {})["replicas"] = replicas
+    updated = registry.update(REPLICATION_CONTROLLERS, rc, namespace=namespace,
+                              dry_run=_dry_run(request))
+    return json_response(_scale_of(updated))
+
+
+async def _bind(request: web.Request, ctx: ApiContext, namespace: str,
+                name: str) -> web.Response:
+    binding = await _read_object(request, ctx)
+    target = binding.get("target") or {}
+    node = target.get("name") if isinstance(target, dict) else None
+    if not node:
+        raise Invalid.of("Binding", name, [Cause("target.name", "Required value")])
+    pod = ctx.registry.get(PODS, namespace, name)
+    bound = pod.get("spec", {}).get("nodeName")
+    if bound:
+        raise Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is '
+                       f'already assigned to node "{bound}"', kind="pods/binding", name=name)
+    if pod["metadata"].get("deletionTimestamp"):
+        raise Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is '
+                       "being deleted, cannot be assigned to a host", kind="pods/binding",
+                       name=name)
+    sent_uid = (binding.get("metadata") or {}).get("uid")
+    if sent_uid and sent_uid != pod["metadata"].get("uid"):
+        raise Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": the UID in the '
+                       "binding does not match the pod", kind="pods/binding", name=name)
+    if _dry_run(request):
+        return json_response(success_status(code=201), status=201)
+
+    def assign(obj: Obj) -> None:
+        obj.setdefault("spec", {})["nodeName"] = node
+    ctx.registry.mutate(PODS, namespace, name, assign)
+
+    now = rfc3339(ctx.clock.now())
+
+    def scheduled(obj: Obj) -> None:
+        status = obj.setdefault("status", {})
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+        conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                           "lastTransitionTime": now})
+        status["conditions"] = conditions
+    ctx.registry.mutate(PODS, namespace, name, scheduled, subresource="status")
+    return json_response(success_status(code=201), status=201)
+
+
+async def _evict(request: web.Request, ctx: ApiContext, namespace: str,
+                 name: str) -> web.Response:
+    eviction = await _read_object(request, ctx)
+    options = eviction.get("deleteOptions") or {}
+    if not isinstance(options, dict):
+        raise BadRequest("deleteOptions must be an object")
+    ctx.registry.delete(PODS, namespace, name,
+                        grace_period_seconds=options.get("gracePeriodSeconds"),
+                        preconditions=options.get("preconditions") or None,
+                        dry_run=_dry_run(request))
+    return json_response(success_status(code=201), status=201)
+
+
+__all__ = ["ApiServer", "build_app", "default_plugins"]

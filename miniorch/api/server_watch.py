@@ -1,0 +1,96 @@
+"""Watch over HTTP: the store's watch, streamed as one JSON event per line.
+
+    GET …?watch=true ──► Registry.watch(since=resourceVersion) ──► chunked response
+                          ADDED/MODIFIED/DELETED …  then ERROR (410) if it falls behind
+
+Invariants (kubectl-compat.md §4):
+- Every event is one line ending in `\\n`, written (and so flushed) as soon as the
+  store offers it; plain events reuse the store's JSON text without re-encoding.
+- `resourceVersion` absent or `0`: ADDED for every current object first.
+- A resume point older than the store's history, or a watcher too slow to keep up,
+  ends the stream with an ERROR event carrying a 410 `Expired` Status: clients re-list.
+- `timeoutSeconds` ends the stream cleanly; so does server shutdown (the stream's
+  cancel scope is registered with the context) and a client that went away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import anyio
+import structlog
+from aiohttp import web
+
+from miniorch.api.errors import BadRequest, Gone
+from miniorch.api.kinds import Resource
+from miniorch.api.selectors import FieldSelector, LabelSelector
+from miniorch.api.server_common import ApiContext, dumps, partial_metadata
+from miniorch.api.store import WatchEvent
+
+log = structlog.get_logger(__name__)
+
+
+def _since(raw: str | None) -> int | None:
+    if raw is None or raw in ("", "0"):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f'invalid resource version "{raw}"') from None
+    if value < 0:
+        raise BadRequest(f'invalid resource version "{raw}"')
+    return value
+
+
+def _encode(ctx: ApiContext, resource: Resource, event: WatchEvent, form: str,
+            include: str) -> bytes:
+    if form == "table":
+        table = ctx.plugins.to_table(resource, [event.object], resource_version=str(event.rv),
+                                     now=ctx.clock.now(), include_object=include)
+        return dumps({"type": event.type, "object": table}) + b"\n"
+    if form == "partial":
+        return dumps({"type": event.type, "object": partial_metadata(event.object)}) + b"\n"
+    return b'{"type":"' + event.type.encode() + b'","object":' + event.raw.encode() + b"}\n"
+
+
+async def serve_watch(request: web.Request, ctx: ApiContext, resource: Resource,
+                      namespace: str | None, *, labels: LabelSelector, fields: FieldSelector,
+                      form: str, include: str, timeout_seconds: int | None) -> web.StreamResponse:
+    since = _since(request.query.get("resourceVersion"))
+    # Opened before the response starts, so a bad selector is still a plain 400.
+    try:
+        watch = ctx.registry.watch(resource, namespace, since=since, label_selector=labels,
+                                   field_selector=fields)
+    except Gone as exc:
+        watch = None
+        gone: Gone | None = exc
+    else:
+        gone = None
+
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    if watch is None:
+        assert gone is not None
+        await _write_error(response, gone)
+        return response
+
+    deadline = math.inf if not timeout_seconds or timeout_seconds <= 0 else timeout_seconds
+    try:
+        with ctx.stream_scope(), anyio.move_on_after(deadline):
+            async with watch:
+                try:
+                    async for event in watch:
+                        await response.write(_encode(ctx, resource, event, form, include))
+                except Gone as exc:
+                    await _write_error(response, exc)
+    except (ConnectionResetError, ConnectionError):
+        log.debug("watch client went away", resource=resource.key)
+        return response
+    return response
+
+
+async def _write_error(response: web.StreamResponse, error: Gone) -> None:
+    with contextlib.suppress(ConnectionError):
+        await response.write(dumps({"type": "ERROR", "object": error.to_status()}) + b"\n")

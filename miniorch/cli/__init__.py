@@ -1,0 +1,17 @@
+"""The `miniorch` command line: kubectl's grammar and output over miniorch's API.
+
+Layout (data flows top to bottom):
+
+- `main`       — argparse grammar, global options, dispatch; `main(argv) -> exit code`.
+- `commands`   — one function per kubectl verb; they talk to the API only via `client`.
+- `client`     — a synchronous HTTPS client on `http.client` + `ssl`, configured from the
+                 kubeconfig; raises `errors.CliError` / `errors.StatusError`.
+- `tabwriter`, `printers`, `jsonpath`, `describe` — output exactly as kubectl prints it.
+- `manifests`, `apply` — reading YAML/JSON files and client-side apply's 3-way patch.
+- `exec_`      — the WebSocket exec session (aiohttp, imported lazily).
+- `completion` — bash/zsh completion scripts.
+
+Invariant: startup stays cheap. Only the stdlib, `miniorch.core.settings` and
+`miniorch.api.kinds` are imported eagerly; yaml and aiohttp are imported inside the
+commands that need them.
+"""

@@ -1,0 +1,50 @@
+"""What every command receives: resolved global options and a lazily built client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from miniorch.cli.client import Client, ClusterConfig, load_config
+
+
+@dataclass(kw_only=True)
+class Context:
+    home: Path
+    """`--state-dir`, else `$MINIORCH_HOME`, else `~/.miniorch`."""
+    kubeconfig: Path
+    namespace_flag: str | None = None
+    all_namespaces: bool = False
+    stdout: IO[str]
+    stderr: IO[str]
+    _config: ClusterConfig | None = field(default=None, repr=False)
+    _client: Client | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> ClusterConfig:
+        if self._config is None:
+            self._config = load_config(self.kubeconfig)
+        return self._config
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.config)
+        return self._client
+
+    @property
+    def namespace(self) -> str:
+        return self.namespace_flag or self.config.namespace
+
+    def out(self, text: str) -> None:
+        self.stdout.write(text)
+        self.stdout.flush()
+
+    def err(self, text: str) -> None:
+        self.stderr.write(text)
+        self.stderr.flush()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()

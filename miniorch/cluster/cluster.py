@@ -1,0 +1,269 @@
+"""`Cluster`: the one process `miniorch up` runs — every actor in one task group.
+
+Start order is dependency order, each step awaited with `tg.start(...)` so the next
+begins only when the previous is really ready (port bound, node registered):
+
+    store + registry (objects restored from SQLite)
+      → host network (bridge)      → ApiServer (HTTPS bound, kubeconfig written)
+      → ControllerManager          → Kubelet node-1..N (each Node Ready)
+      → ServiceProxy               → demo: kubia image, RC and LoadBalancer Service
+
+Stopping is the reverse, done by cancelling the task group: the proxy closes its
+listeners, each kubelet stops its pods gracefully (pod objects stay in the store, so
+the next `up` runs them again), then the bridge and every local address go.
+Progress goes to a `Reporter`, which the CLI prints or pipes to a detaching parent.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+
+from miniorch.api.kinds import ENDPOINTS, REPLICATION_CONTROLLERS, SERVICES
+from miniorch.api.kubeconfig import write_kubeconfig
+from miniorch.api.registry import Registry
+from miniorch.api.server import ApiServer
+from miniorch.api.store import Store
+from miniorch.api.tls import ensure_tls
+from miniorch.controllers.manager import ControllerManager
+from miniorch.core.clock import Clock, SystemClock
+from miniorch.core.objects import NodeName, Obj
+from miniorch.core.settings import Settings
+from miniorch.images.build import build
+from miniorch.images.store import ImageStore
+from miniorch.node.kubelet import Kubelet
+from miniorch.node.runtime import SandboxRuntime
+from miniorch.proxy import ServiceProxy
+from miniorch.sandbox.network import HostNetwork
+
+log = structlog.get_logger(__name__)
+
+DEMO_APP = "kubia"
+DEMO_SERVICE = "kubia-http"
+DEMO_PORT = 8080
+SAMPLE_APP_DIR = Path(__file__).resolve().parents[2] / "sample_app"
+
+
+Reporter = Callable[[str], None]
+
+
+@dataclass
+class StartupTimes:
+    """Seconds from `up` to each milestone (what `up` prints, and `make bench` reads)."""
+
+    started: float = field(default_factory=time.monotonic)
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, what: str) -> float:
+        elapsed = time.monotonic() - self.started
+        self.marks[what] = round(elapsed, 4)
+        return elapsed
+
+
+def demo_objects() -> tuple[Obj, Obj]:
+    """The seed's app: RC `kubia` × 3 and LoadBalancer Service `kubia-http`."""
+    labels = {"run": DEMO_APP}
+    rc: Obj = {
+        "apiVersion": "v1", "kind": "ReplicationController",
+        "metadata": {"name": DEMO_APP, "namespace": "default", "labels": labels},
+        "spec": {"replicas": 3, "selector": labels, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{"name": DEMO_APP, "image": DEMO_APP,
+                                     "ports": [{"containerPort": DEMO_PORT,
+                                                "protocol": "TCP"}]}]}}},
+    }
+    svc: Obj = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": DEMO_SERVICE, "namespace": "default", "labels": labels},
+        "spec": {"type": "LoadBalancer", "selector": labels,
+                 "ports": [{"port": DEMO_PORT, "targetPort": DEMO_PORT, "protocol": "TCP"}]},
+    }
+    return rc, svc
+
+
+class Cluster:
+    def __init__(self, settings: Settings, *, report: Reporter | None = None,
+                 clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.report = report or (lambda line: None)
+        self.times = StartupTimes()
+
+    async def run(self, *, task_status: TaskStatus[str | None] = anyio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Run until cancelled. `task_status.started(url)` once Ready (and the demo, if
+        any, answers): `url` is the demo's curl URL, or None without a demo."""
+        settings = self.settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.store_path, clock=self.clock, history=settings.watch_history)
+        registry = Registry(store, clock=self.clock, network=settings.network)
+        registry.ensure_system_objects()
+        network = settings.network
+        host_network = HostNetwork(bridge=network.bridge_name,
+                                   gateway_cidr=_gateway_cidr(network.pod_cidr))
+        try:
+            await host_network.setup()
+            async with anyio.create_task_group() as tg:
+                await self._start(tg, registry, host_network, task_status)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await host_network.teardown()
+                store.close()
+
+    async def _start(self, tg: anyio.abc.TaskGroup, registry: Registry,
+                     host_network: HostNetwork, task_status: TaskStatus[str | None]) -> None:
+        settings = self.settings
+        tls = ensure_tls(settings.tls_dir, ips=[settings.api_host, "10.96.0.1"])
+        await tg.start(ApiServer(settings=settings, registry=registry, clock=self.clock,
+                                 tls=tls).run)
+        write_kubeconfig(settings.kubeconfig_path, server=settings.api_url,
+                         ca_pem=tls.ca_pem, token=tls.token)
+        self.report(f"API server listening at {settings.api_url} "
+                    f"({self.times.mark('api'):.2f}s)")
+
+        images = ImageStore(settings.images_dir)
+        demo_build = None
+        if settings.demo:
+            # Build the image while the control plane starts: a cached build is ~ms,
+            # a first build pays the base image once.
+            demo_build = _BackgroundBuild(images, SAMPLE_APP_DIR, DEMO_APP)
+            tg.start_soon(demo_build.run)
+
+        await tg.start(ControllerManager(registry=registry, settings=settings,
+                                         clock=self.clock).run)
+        runtime = SandboxRuntime(settings=settings, images=images, host_network=host_network)
+        async with anyio.create_task_group() as nodes_tg:
+            for index in range(1, settings.nodes + 1):
+                nodes_tg.start_soon(self._start_node, tg, index, registry, runtime)
+        self.report(f"{settings.nodes} nodes Ready ({self.times.mark('nodes'):.2f}s)")
+        await tg.start(ServiceProxy(registry=registry, settings=settings,
+                                    local_addresses=_HostAddresses(host_network),
+                                    clock=self.clock).run)
+        self.report(f"cluster Ready ({self.times.mark('ready'):.2f}s)")
+
+        url: str | None = None
+        if demo_build is not None:
+            await demo_build.done.wait()
+            if demo_build.error:
+                raise demo_build.error
+            self.report(f"image {DEMO_APP} built ({self.times.mark('image'):.2f}s)")
+            url = await self._deploy_demo(registry)
+            self.report(f"{DEMO_SERVICE} answering at {url} "
+                        f"({self.times.mark('demo'):.2f}s)")
+        task_status.started(url)
+
+    async def _start_node(self, tg: anyio.abc.TaskGroup, index: int, registry: Registry,
+                          runtime: SandboxRuntime) -> None:
+        kubelet = Kubelet(name=NodeName(f"node-{index}"), index=index, registry=registry,
+                          settings=self.settings, clock=self.clock, runtime=runtime)
+        await tg.start(kubelet.run)
+
+    async def _deploy_demo(self, registry: Registry) -> str:
+        """Create the demo's objects unless a restored store has them; wait until the
+        Service has its EXTERNAL-IP and every replica is a Ready endpoint."""
+        rc, svc = demo_objects()
+        if registry.try_get(REPLICATION_CONTROLLERS, "default", DEMO_APP) is None:
+            registry.create(REPLICATION_CONTROLLERS, rc)
+        if registry.try_get(SERVICES, "default", DEMO_SERVICE) is None:
+            registry.create(SERVICES, svc)
+        return await wait_for_service(registry, "default", DEMO_SERVICE)
+
+
+async def wait_for_service(registry: Registry, namespace: str, name: str) -> str:
+    """Wait (on watches, not polls) until a LoadBalancer Service has an ingress IP and
+    as many Ready endpoints as its RC wants; return its curl URL."""
+    def ready() -> str | None:
+        svc = registry.try_get(SERVICES, namespace, name)
+        if svc is None:
+            return None
+        ingress = (svc.get("status", {}).get("loadBalancer", {}).get("ingress") or [])
+        if not ingress or not ingress[0].get("ip"):
+            return None
+        rc = registry.try_get(REPLICATION_CONTROLLERS, namespace, DEMO_APP)
+        wanted = int((rc or {}).get("spec", {}).get("replicas", 1))
+        ep = registry.try_get(ENDPOINTS, namespace, name)
+        ready_count = sum(len(s.get("addresses") or []) for s in (ep or {}).get("subsets") or [])
+        if ready_count < wanted:
+            return None
+        port = svc["spec"]["ports"][0]["port"]
+        return f"http://{ingress[0]['ip']}:{port}"
+
+    since = registry.store.resource_version
+    if url := ready():
+        return url
+    svc_watch = registry.watch(SERVICES, namespace, since=since)
+    ep_watch = registry.watch(ENDPOINTS, namespace, since=since)
+    woken = anyio.Event()
+    result: list[str] = []
+
+    async def follow(watch: object) -> None:
+        async for _ in watch:  # type: ignore[attr-defined]
+            if url := ready():
+                result.append(url)
+                woken.set()
+                return
+
+    async with svc_watch, ep_watch, anyio.create_task_group() as tg:
+        tg.start_soon(follow, svc_watch)
+        tg.start_soon(follow, ep_watch)
+        await woken.wait()
+        tg.cancel_scope.cancel()
+    return result[0]
+
+
+class _BackgroundBuild:
+    """Builds the demo image in a worker thread (it is file I/O and hashing)."""
+
+    def __init__(self, images: ImageStore, context: Path, tag: str) -> None:
+        self.images = images
+        self.context = context
+        self.tag = tag
+        self.done = anyio.Event()
+        self.error: BaseException | None = None
+
+    async def run(self) -> None:
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: build(self.images, self.context, tag=self.tag,
+                              progress=lambda line: log.debug("build", line=line)))
+        except Exception as exc:  # reported by the cluster, which then stops
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+class _HostAddresses:
+    """The proxy's `LocalAddresses`, served by the host network (ClusterIPs on the host)."""
+
+    def __init__(self, host_network: HostNetwork) -> None:
+        self._network = host_network
+
+    async def add(self, ip: str) -> None:
+        await self._network.add_local_address(ip)
+
+    async def remove(self, ip: str) -> None:
+        await self._network.remove_local_address(ip)
+
+
+def _gateway_cidr(pod_cidr: str) -> str:
+    """10.244.0.0/16 → 10.244.0.1/16: the bridge's address, every pod's default route."""
+    import ipaddress
+    net = ipaddress.ip_network(pod_cidr)
+    return f"{net.network_address + 1}/{net.prefixlen}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

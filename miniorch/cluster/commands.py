@@ -1,0 +1,199 @@
+"""`miniorch up` and `miniorch down`: the cluster's lifecycle as the user sees it.
+
+    up (foreground) ─► pid file, leftovers of a crashed run removed, Cluster.run;
+                       Ctrl-C / SIGTERM cancel it, which stops everything cleanly.
+    up --detach     ─► re-runs `up` as a session leader in the background; the child
+                       reports progress and readiness over a pipe whose fd it finds in
+                       $MINIORCH_READY_FD; the parent echoes it and returns at "ready".
+    down            ─► SIGTERM to the pid in the pid file, wait for it to exit; a dead
+                       one only gets its leftovers removed.
+
+Return values are process exit codes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import anyio
+
+from miniorch.core.settings import Settings
+
+READY_FD_ENV = "MINIORCH_READY_FD"
+STOP_TIMEOUT = 90.0
+"""down waits this long (pods have up to 30 s of grace each, stopped in parallel)."""
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    from miniorch.cluster.cluster import pid_alive
+    return pid_alive(pid)
+
+
+def _check_root() -> str | None:
+    if os.geteuid() == 0:
+        return None
+    from miniorch.sandbox.mode import detect_mode
+    mode = detect_mode()
+    return (f"miniorch needs root to create network namespaces, veths and cgroups "
+            f"({mode.reason}). Run it with sudo; a rootless mode is not available yet.")
+
+
+def up(settings: Settings, *, detach: bool = False) -> int:
+    problem = _check_root()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    settings.home.mkdir(parents=True, exist_ok=True)
+    pid = _read_pid(settings.pid_file)
+    if pid and pid != os.getpid() and _alive(pid):
+        print(f"error: a cluster is already running from {settings.home} (pid {pid}); "
+              "run `miniorch down` first", file=sys.stderr)
+        return 1
+    if detach:
+        return _up_detached(settings)
+    return _up_foreground(settings)
+
+
+def _up_detached(settings: Settings) -> int:
+    read_end, write_end = os.pipe()
+    args = [sys.executable, "-m", "miniorch", "--state-dir", str(settings.home), "up",
+            "--nodes", str(settings.nodes), "--api-port", str(settings.api_port)]
+    if not settings.demo:
+        args.append("--no-demo")
+    env = dict(os.environ, **{READY_FD_ENV: str(write_end)})
+    with open(settings.log_file, "ab") as log_out:
+        child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log_out,
+                                 stderr=subprocess.STDOUT, pass_fds=(write_end,),
+                                 start_new_session=True, env=env)
+    os.close(write_end)
+    with os.fdopen(read_end, "r") as progress:
+        for line in progress:
+            kind, _, text = line.rstrip("\n").partition(" ")
+            if kind == "ready":
+                print(text)
+                return 0
+            if kind == "error":
+                print(f"error: {text}", file=sys.stderr)
+                child.wait()
+                return 1
+            print(text)
+    code = child.wait()
+    print(f"error: the cluster process exited ({code}) before it was ready; "
+          f"see {settings.log_file}", file=sys.stderr)
+    return 1
+
+
+def _up_foreground(settings: Settings) -> int:
+    from miniorch.core.logging import configure
+
+    ready_fd = os.environ.pop(READY_FD_ENV, None)
+    channel: IO[str] | None = os.fdopen(int(ready_fd), "w", buffering=1) if ready_fd else None
+    if channel is None:
+        log_stream = open(settings.log_file, "a", buffering=1)  # noqa: SIM115 (lives until exit)
+        configure(stream=log_stream)
+    else:
+        configure(stream=sys.stdout)  # the detached child's stdout is the log file
+
+    def say(kind: str, text: str) -> None:
+        if channel is not None:
+            with contextlib.suppress(OSError):
+                channel.write(f"{kind} {text}\n")
+        elif kind != "ready":
+            print(text, flush=True)
+
+    settings.pid_file.write_text(str(os.getpid()))
+    try:
+        return anyio.run(_serve, settings, say)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            if _read_pid(settings.pid_file) == os.getpid():
+                settings.pid_file.unlink()
+        if channel is not None:
+            with contextlib.suppress(OSError):
+                channel.close()
+
+
+async def _serve(settings: Settings, say: object) -> int:
+    from miniorch.cluster.cluster import Cluster
+    from miniorch.sandbox.cleanup import cleanup_leftovers
+
+    report = say  # type: ignore[assignment]
+    assert callable(report)
+    # Whatever a crashed run left (or a run killed by -9) goes first: its bridge,
+    # namespaces and processes would otherwise collide with ours.
+    removed = await cleanup_leftovers(bridge=settings.network.bridge_name, prefix="mo")
+    if removed:
+        report("progress", f"removed leftovers of a previous run: {removed}")
+    report("progress", f"starting a {settings.nodes}-node cluster in {settings.home}")
+    cluster = Cluster(settings, report=lambda line: report("progress", line))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_stop_on_signal, tg.cancel_scope)
+        try:
+            url = await tg.start(cluster.run)
+        except OSError as exc:
+            report("error", str(exc))
+            tg.cancel_scope.cancel()
+            return 1
+        kubeconfig = settings.kubeconfig_path
+        if url:
+            report("progress", f"\nTry it:\n  curl {url}\n")
+        report("progress", f"Use kubectl:\n  export KUBECONFIG={kubeconfig}\n  kubectl get pods -o wide")
+        report("ready", f"cluster ready; stop it with `python -m miniorch down`" if
+               os.environ.get("MINIORCH_DETACHED") else "cluster ready")
+    return 0
+
+
+async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
+
+
+def down(settings: Settings) -> int:
+    pid = _read_pid(settings.pid_file)
+    if pid is None or not _alive(pid):
+        if pid is not None:
+            settings.pid_file.unlink(missing_ok=True)
+            anyio.run(_cleanup, settings)
+            print(f"the cluster (pid {pid}) had died; removed what it left")
+            return 0
+        print(f"no cluster running from {settings.home}")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    print(f"stopping the cluster (pid {pid})...", flush=True)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    import psutil
+    try:
+        psutil.Process(pid).wait(timeout=max(0.0, deadline - time.monotonic()))
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        os.kill(pid, signal.SIGKILL)
+        anyio.run(_cleanup, settings)
+        print(f"the cluster did not stop within {STOP_TIMEOUT:.0f}s; killed it and removed "
+              "what it left", file=sys.stderr)
+        return 1
+    print("cluster stopped")
+    return 0
+
+
+async def _cleanup(settings: Settings) -> None:
+    from miniorch.sandbox.cleanup import cleanup_leftovers
+    await cleanup_leftovers(bridge=settings.network.bridge_name, prefix="mo")

@@ -1,0 +1,142 @@
+"""The garbage collector: delete objects whose owners are gone.
+
+Data flow:
+
+    every namespaced kind's events ──► index: owner uid → dependents (from ownerReferences)
+        dependent ADDED / MODIFIED with ownerReferences ──► key of the dependent
+        any object DELETED ──► keys of its dependents (from the index)
+                         │
+                         ▼
+    reconcile(dependent): read it; look every owner up by kind, name and uid
+        all owners gone   → delete it (Background: its own dependents follow, pods
+                            terminate gracefully)
+        some owners gone  → strip the dangling references, keep the object
+        owner kind unknown→ keep the reference (it cannot be verified)
+
+Invariants:
+- Level-triggered: the index only decides *which* objects to check; the check itself
+  re-reads the registry, so a stale index costs a no-op reconcile, never a wrong
+  deletion. An owner recreated under the same name has a new uid and does not
+  own the old dependents.
+- `kubectl delete --cascade=orphan` works because the registry strips the
+  references before deleting the owner: nothing is left for the collector to find.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from miniorch.api.errors import NotFound
+from miniorch.api.kinds import EVENTS, RESOURCES, Resource, UnknownResourceError, resource_by_kind
+from miniorch.api.registry import Registry
+from miniorch.controllers.reconciler import Controller, InformerEvent, Result, Source
+from miniorch.core.objects import Obj, is_terminating, name_of, namespace_of, uid_of
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class DependentKey:
+    resource: Resource
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.resource.plural}/{where}{self.name}"
+
+
+def _owner_uids(obj: Obj | None) -> set[str]:
+    if obj is None:
+        return set()
+    return {str(r.get("uid")) for r in obj.get("metadata", {}).get("ownerReferences") or []
+            if r.get("uid")}
+
+
+class GarbageCollector:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._dependents: dict[str, set[DependentKey]] = {}
+
+    def sources(self) -> list[Source[DependentKey]]:
+        # Events are never owners nor dependents here, and they are the busiest kind.
+        return [Source(resource, self._mapper(resource))
+                for resource in RESOURCES if resource is not EVENTS]
+
+    def _mapper(self, resource: Resource) -> Callable[[InformerEvent], list[DependentKey]]:
+        def map_event(event: InformerEvent) -> list[DependentKey]:
+            return self.map(resource, event)
+        return map_event
+
+    def map(self, resource: Resource, event: InformerEvent) -> list[DependentKey]:
+        obj = event.object
+        key = DependentKey(resource, namespace_of(obj), name_of(obj))
+        before, after = _owner_uids(event.old), _owner_uids(obj)
+        if event.type == "DELETED":
+            after = set()
+        for uid in before - after:
+            deps = self._dependents.get(uid)
+            if deps is not None:
+                deps.discard(key)
+                if not deps:
+                    del self._dependents[uid]
+        for uid in after:
+            self._dependents.setdefault(uid, set()).add(key)
+        keys: list[DependentKey] = []
+        if event.type == "DELETED":
+            keys.extend(self._dependents.pop(uid_of(obj), set()))
+        elif after:
+            keys.append(key)
+        return keys
+
+    def _owner_exists(self, ref: Obj, dependent: DependentKey) -> bool | None:
+        """True/False, or None when the owner's kind is not one we serve."""
+        try:
+            resource = resource_by_kind(str(ref.get("apiVersion", "")), str(ref.get("kind", "")))
+        except UnknownResourceError:
+            return None
+        namespace = dependent.namespace if resource.namespaced else ""
+        if resource.namespaced and not namespace:
+            return None  # a cluster-scoped object cannot have a namespaced owner
+        owner = self.registry.try_get(resource, namespace, str(ref.get("name", "")))
+        return owner is not None and uid_of(owner) == ref.get("uid")
+
+    async def reconcile(self, key: DependentKey) -> Result:
+        obj = self.registry.try_get(key.resource, key.namespace, key.name)
+        if obj is None or is_terminating(obj):
+            return Result()
+        refs: list[Obj] = obj["metadata"].get("ownerReferences") or []
+        if not refs:
+            return Result()
+        dangling = [r for r in refs if self._owner_exists(r, key) is False]
+        if not dangling:
+            return Result()
+        if len(dangling) == len(refs):
+            try:
+                self.registry.delete(key.resource, key.namespace, key.name,
+                                     propagation_policy="Background")
+            except NotFound:
+                return Result()
+            log.info("deleted object whose owner is gone", object=str(key),
+                     owner=f"{dangling[0].get('kind')}/{dangling[0].get('name')}")
+            return Result()
+        gone = {r.get("uid") for r in dangling}
+
+        def strip(dependent: Obj) -> None:
+            dependent["metadata"]["ownerReferences"] = [
+                r for r in dependent["metadata"].get("ownerReferences") or []
+                if r.get("uid") not in gone]
+        with contextlib.suppress(NotFound):  # deleted meanwhile: nothing to strip
+            self.registry.mutate(key.resource, key.namespace, key.name, strip)
+        return Result()
+
+
+def garbage_collector(registry: Registry, *, workers: int = 2) -> Controller[DependentKey]:
+    """The collector actor: `await tg.start(garbage_collector(registry).run)`."""
+    collector = GarbageCollector(registry)
+    return Controller(name="garbage-collector", registry=registry, reconciler=collector,
+                      sources=collector.sources(), workers=workers)

@@ -1,0 +1,377 @@
+"""The ReplicationController controller: keep `spec.replicas` pods alive per RC.
+
+Data flow:
+
+    RC events ──────────────► key of the RC
+    pod events ──► owner RC's key (controllerRef), or every RC whose selector matches
+                   an orphan; ADDED / terminating / DELETED lower the owner's expectations
+                         │
+                         ▼
+    reconcile(key): read the RC and the pods of its namespace from the registry
+        1. claim: adopt orphans that match the selector, release owned pods that no
+           longer match (kube-controller-manager's ControllerRefManager)
+        2. if expectations are satisfied: diff = len(active) - replicas;
+           create (slow-start batches 1, 2, 4, ...) or delete (least valuable first)
+        3. write status (replicas, fullyLabeledReplicas, readyReplicas,
+           availableReplicas, observedGeneration) when it changed
+
+Invariants:
+- Expectations are recorded *before* pods are created or deleted, and the count of
+  pods is not acted on again until those writes have been observed through the
+  watch (or 5 minutes passed): a burst of events never creates a replica twice.
+- Terminating pods and finished (Succeeded/Failed) pods are not active: they are
+  replaced, not counted.
+- An RC never adopts while it is being deleted, and never adopts a terminating pod.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import anyio
+import structlog
+
+from miniorch.api.errors import ApiError, NotFound
+from miniorch.api.kinds import PODS, REPLICATION_CONTROLLERS
+from miniorch.api.registry import Registry
+from miniorch.api.selectors import LabelSelector
+from miniorch.controllers.expectations import Expectations
+from miniorch.controllers.pods import (
+    condition,
+    is_active,
+    is_ready,
+    phase_of,
+    restart_count,
+)
+from miniorch.controllers.reconciler import (
+    Controller,
+    InformerEvent,
+    ObjectKey,
+    Result,
+    Source,
+)
+from miniorch.core.clock import Clock, SystemClock, parse_rfc3339, rfc3339
+from miniorch.core.objects import Obj, controller_ref, is_terminating, labels_of, uid_of
+
+log = structlog.get_logger(__name__)
+
+COMPONENT = "replication-controller"
+BURST_REPLICAS = 500
+"""At most this many creates or deletes per reconcile (kube-controller-manager's)."""
+
+
+def owner_reference(rc: Obj) -> Obj:
+    return {"apiVersion": "v1", "kind": "ReplicationController",
+            "name": rc["metadata"]["name"], "uid": rc["metadata"]["uid"],
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def pod_key(pod: Obj) -> str:
+    return str(ObjectKey.of(pod))
+
+
+def _selector_labels(rc: Obj) -> dict[str, str]:
+    """`spec.selector`, defaulting to the template's labels as kube-apiserver does."""
+    spec = rc.get("spec") or {}
+    selector: dict[str, str] = spec.get("selector") or {}
+    if selector:
+        return selector
+    template_labels: dict[str, str] = \
+        (spec.get("template") or {}).get("metadata", {}).get("labels") or {}
+    return template_labels
+
+
+def _deletion_rank(pod: Obj) -> tuple[Any, ...]:
+    """Sort key: the pod to delete first sorts first (k8s `ActivePods`, simplified):
+    unscheduled < scheduled, Pending < Unknown < Running, not ready < ready,
+    more restarts first, newer first."""
+    phase_rank = {"Pending": 0, "Unknown": 1, "Running": 2}.get(phase_of(pod), 0)
+    created = pod.get("metadata", {}).get("creationTimestamp")
+    age = -parse_rfc3339(created).timestamp() if created else float("-inf")
+    return (1 if pod.get("spec", {}).get("nodeName") else 0, phase_rank,
+            1 if is_ready(pod) else 0, -restart_count(pod), age)
+
+
+async def slow_start(count: int, create: Callable[[], Awaitable[None]], *,
+                     initial: int = 1) -> tuple[int, Exception | None]:
+    """Call `create` `count` times in batches of 1, 2, 4, ...; stop after the first
+    batch with a failure (a quota or a bad template fails fast, not `count` times).
+    Returns (successes, first error)."""
+    done, batch = 0, min(initial, count)
+    while batch > 0:
+        errors: list[Exception] = []
+        for _ in range(batch):
+            try:
+                await create()
+                done += 1
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            return done, errors[0]
+        # Let watchers drain between batches so a big burst does not overflow them.
+        await anyio.lowlevel.checkpoint()
+        remaining = count - done
+        batch = min(2 * batch, remaining)
+    return done, None
+
+
+class ReplicationControllerReconciler:
+    def __init__(self, registry: Registry, *, clock: Clock | None = None,
+                 burst: int = BURST_REPLICAS) -> None:
+        self.registry = registry
+        self.clock = clock or SystemClock()
+        self.expectations: Expectations[ObjectKey] = Expectations(self.clock)
+        self._burst = burst
+
+    # ---- event mapping -----------------------------------------------------------
+
+    def sources(self) -> list[Source[ObjectKey]]:
+        return [Source(REPLICATION_CONTROLLERS, self.map_rc), Source(PODS, self.map_pod)]
+
+    def map_rc(self, event: InformerEvent) -> Iterable[ObjectKey]:
+        key = ObjectKey.of(event.object)
+        if event.type == "DELETED":
+            self.expectations.forget(key)
+        return [key]
+
+    def _owner_key(self, pod: Obj, ref: Obj) -> ObjectKey | None:
+        if ref.get("kind") != "ReplicationController":
+            return None
+        key = ObjectKey(pod["metadata"].get("namespace", ""), str(ref.get("name", "")))
+        rc = self.registry.try_get(REPLICATION_CONTROLLERS, key.namespace, key.name)
+        if rc is None or uid_of(rc) != ref.get("uid"):
+            return None  # its owner is gone: the garbage collector's business
+        return key
+
+    def map_pod(self, event: InformerEvent) -> Iterable[ObjectKey]:
+        pod = event.object
+        keys: set[ObjectKey] = set()
+        ref = controller_ref(pod)
+        old_ref = controller_ref(event.old) if event.old else None
+        if old_ref and (ref is None or ref.get("uid") != old_ref.get("uid")):
+            old_key = self._owner_key(pod, old_ref)
+            if old_key:
+                keys.add(old_key)  # released or stripped: the old owner recounts
+        if ref is not None:
+            key = self._owner_key(pod, ref)
+            if key is None:
+                return keys
+            if event.type == "ADDED":
+                self.expectations.creation_observed(key)
+            if event.type == "DELETED" or is_terminating(pod):
+                self.expectations.deletion_observed(key, pod_key(pod))
+            keys.add(key)
+            return keys
+        if event.type == "DELETED" or is_terminating(pod):
+            return keys
+        # An orphan: every RC that could adopt it.
+        rcs, _ = self.registry.list(REPLICATION_CONTROLLERS, pod["metadata"].get("namespace"))
+        for rc in rcs:
+            selector = _selector_labels(rc)
+            if selector and LabelSelector.from_match_labels(selector).matches_object(pod):
+                keys.add(ObjectKey.of(rc))
+        return keys
+
+    # ---- reconcile ---------------------------------------------------------------
+
+    async def reconcile(self, key: ObjectKey) -> Result:
+        rc = self.registry.try_get(REPLICATION_CONTROLLERS, key.namespace, key.name)
+        if rc is None:
+            self.expectations.forget(key)
+            return Result()
+        selector_labels = _selector_labels(rc)
+        if not selector_labels:
+            # An empty selector would match every pod in the namespace; validation
+            # refuses it, but never act on one that slipped through.
+            log.warning("replication controller without a selector", rc=str(key))
+            return Result()
+        selector = LabelSelector.from_match_labels(selector_labels)
+        # Read expectations before the pods: an event observed in between then only
+        # causes one more reconcile, never an action on a stale count.
+        satisfied = self.expectations.satisfied(key)
+        pods, _ = self.registry.list(PODS, key.namespace)
+        owned = self._claim(rc, selector, pods)
+        active = [p for p in owned if is_active(p)]
+        error: Exception | None = None
+        if satisfied and not is_terminating(rc):
+            try:
+                await self._manage(rc, key, active)
+            except Exception as exc:
+                error = exc
+        requeue = self._update_status(rc, active, error)
+        if error is not None:
+            raise error
+        return Result(requeue_after=requeue)
+
+    def _claim(self, rc: Obj, selector: LabelSelector, pods: list[Obj]) -> list[Obj]:
+        uid = uid_of(rc)
+        ns = rc["metadata"].get("namespace", "")
+        owned: list[Obj] = []
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            ref = controller_ref(pod)
+            if ref is not None:
+                if ref.get("uid") != uid:
+                    continue
+                if selector.matches_object(pod):
+                    owned.append(pod)
+                    continue
+
+                def release(obj: Obj) -> None:
+                    refs = obj["metadata"].get("ownerReferences") or []
+                    kept = [r for r in refs if r.get("uid") != uid]
+                    if kept:
+                        obj["metadata"]["ownerReferences"] = kept
+                    else:
+                        obj["metadata"].pop("ownerReferences", None)
+                try:
+                    self.registry.mutate(PODS, ns, name, release)
+                    log.info("released pod", rc=rc["metadata"]["name"], pod=name)
+                except NotFound:
+                    pass
+                continue
+            if is_terminating(rc) or is_terminating(pod) or not selector.matches_object(pod):
+                continue
+
+            def adopt(obj: Obj) -> None:
+                if controller_ref(obj) is not None:
+                    return  # someone else won: leave it (atomic, so no race)
+                refs = obj["metadata"].setdefault("ownerReferences", [])
+                refs.append(owner_reference(rc))
+            try:
+                adopted = self.registry.mutate(PODS, ns, name, adopt)
+            except NotFound:
+                continue
+            mine = controller_ref(adopted)
+            if mine is not None and mine.get("uid") == uid:
+                log.info("adopted pod", rc=rc["metadata"]["name"], pod=name)
+                owned.append(adopted)
+        return owned
+
+    async def _manage(self, rc: Obj, key: ObjectKey, active: list[Obj]) -> None:
+        spec = rc.get("spec") or {}
+        replicas = spec.get("replicas")
+        wanted = 1 if replicas is None else int(replicas)
+        diff = len(active) - wanted
+        if diff < 0:
+            count = min(-diff, self._burst)
+            self.expectations.expect_creations(key, count)
+            log.info("creating pods", rc=str(key), count=count, want=wanted, have=len(active))
+
+            async def create() -> None:
+                self._create_pod(rc)
+            done, error = await slow_start(count, create)
+            if done < count:
+                # Neither the failed nor the skipped creates will ever be observed.
+                self.expectations.creation_observed(key, count - done)
+            if error is not None:
+                raise error
+        elif diff > 0:
+            count = min(diff, self._burst)
+            victims = sorted(active, key=_deletion_rank)[:count]
+            self.expectations.expect_deletions(key, {pod_key(p) for p in victims})
+            log.info("deleting pods", rc=str(key), count=count, want=wanted, have=len(active))
+            first_error: Exception | None = None
+            for pod in victims:
+                name = pod["metadata"]["name"]
+                try:
+                    self.registry.delete(PODS, key.namespace, name)
+                except NotFound:
+                    self.expectations.deletion_observed(key, pod_key(pod))
+                    continue
+                except ApiError as exc:
+                    self.expectations.deletion_observed(key, pod_key(pod))
+                    self.registry.record_event(rc, type="Warning", reason="FailedDelete",
+                                               message=f"Error deleting: {exc.message}",
+                                               component=COMPONENT)
+                    first_error = first_error or exc
+                    continue
+                self.registry.record_event(rc, type="Normal", reason="SuccessfulDelete",
+                                           message=f"Deleted pod: {name}", component=COMPONENT)
+            if first_error is not None:
+                raise first_error
+
+    def _create_pod(self, rc: Obj) -> Obj:
+        spec = rc.get("spec") or {}
+        template = spec.get("template") or {}
+        template_meta = template.get("metadata") or {}
+        metadata: Obj = {
+            "generateName": f"{rc['metadata']['name']}-",
+            "namespace": rc["metadata"].get("namespace", "default"),
+            "labels": dict(template_meta.get("labels") or _selector_labels(rc)),
+            "ownerReferences": [owner_reference(rc)],
+        }
+        if template_meta.get("annotations"):
+            metadata["annotations"] = dict(template_meta["annotations"])
+        pod: Obj = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
+                    "spec": copy.deepcopy(template.get("spec") or {})}
+        try:
+            created = self.registry.create(PODS, pod)
+        except ApiError as exc:
+            self.registry.record_event(rc, type="Warning", reason="FailedCreate",
+                                       message=f"Error creating: {exc.message}",
+                                       component=COMPONENT)
+            raise
+        self.registry.record_event(rc, type="Normal", reason="SuccessfulCreate",
+                                   message=f"Created pod: {created['metadata']['name']}",
+                                   component=COMPONENT)
+        return created
+
+    def _update_status(self, rc: Obj, active: list[Obj], error: Exception | None) -> float | None:
+        """Write the counts if they changed; returns when to look again (a ready pod
+        becomes available after `minReadySeconds`), if ever."""
+        spec = rc.get("spec") or {}
+        template_labels = (spec.get("template") or {}).get("metadata", {}).get("labels") or {}
+        min_ready = float(spec.get("minReadySeconds") or 0)
+        now = self.clock.now()
+        ready = available = fully_labeled = 0
+        requeue: float | None = None
+        for pod in active:
+            labels = labels_of(pod)
+            if all(labels.get(k) == v for k, v in template_labels.items()):
+                fully_labeled += 1
+            if not is_ready(pod):
+                continue
+            ready += 1
+            since = (condition(pod, "Ready") or {}).get("lastTransitionTime")
+            waited = (now - parse_rfc3339(since)).total_seconds() if since else min_ready
+            if min_ready <= 0 or waited >= min_ready:
+                available += 1
+            else:
+                left = min_ready - waited
+                requeue = left if requeue is None else min(requeue, left)
+        old: Obj = rc.get("status") or {}
+        status: Obj = {"replicas": len(active)}
+        # omitempty, as kube-apiserver serialises them
+        for field, value in (("fullyLabeledReplicas", fully_labeled), ("readyReplicas", ready),
+                             ("availableReplicas", available),
+                             ("observedGeneration", int(rc["metadata"].get("generation") or 0))):
+            if value:
+                status[field] = value
+        conditions = [c for c in old.get("conditions") or [] if c.get("type") != "ReplicaFailure"]
+        failure = next((c for c in old.get("conditions") or []
+                        if c.get("type") == "ReplicaFailure"), None)
+        if error is not None:
+            message = error.message if isinstance(error, ApiError) else str(error)
+            since = (failure or {}).get("lastTransitionTime") or rfc3339(now)
+            conditions.append({"type": "ReplicaFailure", "status": "True",
+                               "lastTransitionTime": since, "reason": "FailedCreate",
+                               "message": message})
+        if conditions:
+            status["conditions"] = conditions
+        if status != old:
+            with contextlib.suppress(NotFound):  # deleted meanwhile: nothing to report on
+                self.registry.update_status(REPLICATION_CONTROLLERS, rc["metadata"].get(
+                    "namespace", ""), rc["metadata"]["name"], status)
+        return None if requeue is None else max(requeue, 0.01)
+
+
+def replication_controller(registry: Registry, *, clock: Clock | None = None,
+                           workers: int = 5) -> Controller[ObjectKey]:
+    """The controller actor: `await tg.start(replication_controller(reg).run)`."""
+    reconciler = ReplicationControllerReconciler(registry, clock=clock)
+    return Controller(name="replication-controller", registry=registry,
+                      reconciler=reconciler, sources=reconciler.sources(), workers=workers)

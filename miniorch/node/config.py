@@ -1,0 +1,35 @@
+"""Kubelet knobs that are not cluster-wide settings (Kubernetes' KubeletConfiguration).
+
+Defaults are Kubernetes'; tests shrink the back-off base and probe intervals instead of
+monkeypatching anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class KubeletConfig:
+    crash_backoff_base: float = 10.0
+    """First delay of CrashLoopBackOff (after the immediate first restart); doubles."""
+    crash_backoff_cap: float = 300.0
+    """Longest CrashLoopBackOff delay (5 min)."""
+    crash_backoff_reset: float = 600.0
+    """A container that ran this long before exiting restarts at once again (10 min)."""
+    image_backoff_base: float = 10.0
+    """ImagePullBackOff: first retry delay; doubles up to `image_backoff_cap`."""
+    image_backoff_cap: float = 300.0
+    sandbox_backoff_base: float = 1.0
+    """FailedCreatePodSandBox: first retry delay; doubles up to `sandbox_backoff_cap`."""
+    sandbox_backoff_cap: float = 60.0
+    fast_probe_interval: float = 0.05
+    """Until a container's readiness probe first succeeds it is retried this often, so a
+    fresh pod turns Ready within a fraction of a second (then every periodSeconds)."""
+    default_pids_max: int = 1024
+    shutdown_grace_cap: float = 10.0
+    """On kubelet stop (`miniorch down`), pods get min(their grace, this) to exit."""
+    force_delete_grace: float = 1.0
+    """Grace for a pod that vanished from the store without graceful deletion."""
+    kubelet_port: int = 10250
+    """Advertised in status.daemonEndpoints (nothing listens there)."""

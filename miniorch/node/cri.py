@@ -1,0 +1,160 @@
+"""The container runtime interface the kubelet is written against.
+
+    Kubelet / PodWorker ──► ContainerRuntime.resolve_image(ref) ──► ImageInfo | None
+                        ──► ContainerRuntime.pull_image(ref) ──► ImageInfo | ImagePullError
+                        ──► ContainerRuntime.create_sandbox(SandboxConfig) ──► RuntimeSandbox
+                              .start_container(ContainerConfig) ──► RuntimeContainer
+                              .exec(container, argv)  (exec probes)
+                              .destroy(grace)
+                        ◄── RuntimeContainer.wait() -> ExitInfo, .stdout/.stderr byte streams
+
+Two implementations: `node.runtime.SandboxRuntime` (real namespaces, veths, cgroups and
+image root filesystems, from `miniorch.sandbox` and `miniorch.images`) and
+`node.processes.ProcessRuntime` (plain host processes: the no-isolation fallback and the
+real fake the kubelet's state machine is tested with).
+
+Invariants: everything here is Kubernetes-free (no pod JSON crosses this line); the
+kubelet translates the pod spec into these frozen configs. A runtime never restarts a
+container by itself: restarts, back-off and probes are the kubelet's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class RuntimeFailure(Exception):
+    """A sandbox or container could not be created/started (the message is shown to
+    the user in an event, e.g. `FailedCreatePodSandBox`)."""
+
+
+class ImagePullError(Exception):
+    """The image is not here and could not be fetched (→ ErrImagePull, ImagePullBackOff)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageInfo:
+    """A locally present image, as the kubelet needs it."""
+
+    ref: str
+    """The reference as the pod spec wrote it (`kubia`, `kubia:v2`)."""
+    id: str
+    """Image ID: the config digest, `sha256:...`."""
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SandboxConfig:
+    """One pod's sandbox: network identity, cgroup limits, where its files go."""
+
+    pod_uid: str
+    namespace: str
+    name: str
+    hostname: str
+    ip: str
+    prefix_len: int
+    gateway: str
+    bridge: str
+    cpu_millis: int | None
+    """None: no CPU limit."""
+    memory_bytes: int | None
+    """None: no memory limit."""
+    pids_max: int
+    pod_dir: Path
+    """$MINIORCH_HOME/pods/<ns>_<name>_<uid>: sandbox state, rootfs upper dirs, logs."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerConfig:
+    name: str
+    image: ImageInfo
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    workdir: str
+    restart_count: int
+    """Which incarnation this is (the runtime may key its scratch dirs on it)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExitInfo:
+    exit_code: int
+    """As a shell reports it: 128+N for death by signal N."""
+    signal: int | None = None
+    oom_killed: bool = False
+
+
+class RuntimeContainer(Protocol):
+    @property
+    def pid(self) -> int:
+        """The container's main process, as a host PID (`kill -9` it to crash the app)."""
+        ...
+
+    @property
+    def stdout(self) -> AsyncIterator[bytes] | None: ...
+
+    @property
+    def stderr(self) -> AsyncIterator[bytes] | None: ...
+
+    async def wait(self) -> ExitInfo:
+        """Until the main process exits. Cancelling the wait leaves it running."""
+        ...
+
+    async def stop(self, grace_seconds: float) -> None:
+        """SIGTERM, wait up to the grace period, SIGKILL the whole tree, reap."""
+        ...
+
+
+class RuntimeSandbox(Protocol):
+    @property
+    def ip(self) -> str:
+        """Where the pod is reachable from the host (probes go here; status.podIP)."""
+        ...
+
+    @property
+    def init_pid(self) -> int: ...
+
+    @property
+    def netns(self) -> str: ...
+
+    async def start_container(self, config: ContainerConfig) -> RuntimeContainer: ...
+
+    async def exec(self, container: RuntimeContainer, argv: list[str]) -> tuple[int, bytes]:
+        """Run `argv` in the container's namespaces (exec probes): exit code and output.
+        Callers bound it with `anyio.fail_after`; cancelling it kills the command."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Runtime facts for sandbox.json (init_pid, netns, cgroup dirs, ...), which the
+        API server reads to exec into the pod."""
+        ...
+
+    async def destroy(self, grace_seconds: float) -> None:
+        """Stop everything still running in the pod (with grace), then remove its
+        network, cgroup and mounts. Idempotent."""
+        ...
+
+
+class ContainerRuntime(Protocol):
+    @property
+    def version(self) -> str:
+        """`containerRuntimeVersion` in the Node's nodeInfo: `miniorch://0.1.0`."""
+        ...
+
+    async def resolve_image(self, ref: str) -> ImageInfo | None:
+        """The image if it is present on this machine (never fetches)."""
+        ...
+
+    async def pull_image(self, ref: str) -> ImageInfo:
+        """Fetch an image that `resolve_image` did not find; `ImagePullError` if it
+        cannot be had (its message is shown to the user)."""
+        ...
+
+    async def create_sandbox(self, config: SandboxConfig) -> RuntimeSandbox:
+        """Raises `RuntimeFailure` (→ FailedCreatePodSandBox, retried with back-off)."""
+        ...

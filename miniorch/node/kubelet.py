@@ -1,0 +1,264 @@
+"""The node actor: registers its Node, heartbeats, and runs the pods bound to it.
+
+    Kubelet.run
+      ├─ register Node (create or update) + Lease; events Starting, NodeReady
+      │    └─ task_status.started()
+      ├─ _heartbeat: every node_heartbeat_seconds renew the Lease and the Ready condition
+      └─ _watch_pods: list + watch pods with spec.nodeName=<me>  (Gone → re-list)
+           └─ _dispatch(pod) ──► PodWorker[uid].mailbox  (a new worker per new UID)
+
+Invariants:
+- One worker per pod UID, in this actor's task group; a worker that finished (its pod
+  deleted) is remembered until the store's DELETED event, so late MODIFIED events of a
+  pod being removed cannot start it again.
+- Pod IPs of pods already bound here are reserved (from status.podIP) before any worker
+  starts, so a restarted cluster gives every pod its old address back.
+- Cancelling `run` stops every pod in parallel (each worker's own shielded teardown) but
+  deletes nothing from the store.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup, TaskStatus
+
+from miniorch.api.errors import ApiError, Gone, NotFound
+from miniorch.api.kinds import LEASES, NODES, PODS
+from miniorch.api.registry import Registry
+from miniorch.core.clock import Clock, rfc3339, rfc3339_micro
+from miniorch.core.objects import NodeName, Obj, ObjectUid, uid_of
+from miniorch.core.settings import Settings
+from miniorch.node import nodeinfo
+from miniorch.node.config import KubeletConfig
+from miniorch.node.cri import ContainerRuntime
+from miniorch.node.events import EventSink
+from miniorch.node.ipam import IpAllocator, node_pod_cidr
+from miniorch.node.podworker import NodeContext, PodWorker
+
+LEASE_NAMESPACE = "kube-node-lease"
+LEASE_DURATION_SECONDS = 40
+
+# (type, reason when False, message when False); Ready is handled apart.
+_PRESSURE_CONDITIONS = (
+    ("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+    ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+    ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+)
+
+
+def node_host_ip(index: int) -> str:
+    """127.0.1.<index>: a loopback address, so NodePorts on it answer the host."""
+    return f"127.0.1.{index}"
+
+
+class Kubelet:
+    def __init__(self, *, name: NodeName, index: int, registry: Registry, settings: Settings,
+                 clock: Clock, runtime: ContainerRuntime,
+                 config: KubeletConfig | None = None) -> None:
+        self.name = name
+        self.index = index
+        self.registry = registry
+        self.settings = settings
+        self.clock = clock
+        self.runtime = runtime
+        self.config = config or KubeletConfig()
+        self.host_ip = node_host_ip(index)
+        self.pod_cidr = node_pod_cidr(settings.network.pod_cidr, index)
+        cluster = ipaddress.IPv4Network(settings.network.pod_cidr)
+        self.events = EventSink(registry, host=name)
+        self.context = NodeContext(
+            name=name, host_ip=self.host_ip, registry=registry, settings=settings,
+            clock=clock, runtime=runtime, config=self.config,
+            ipam=IpAllocator(self.pod_cidr), events=self.events,
+            gateway=str(cluster.network_address + 1), prefix_len=cluster.prefixlen)
+        self.workers: dict[ObjectUid, PodWorker] = {}
+        self._finished: set[ObjectUid] = set()
+        self.log = structlog.get_logger(__name__).bind(node=name)
+        self._machine: dict[str, Any] = {}
+
+    # ---- actor -------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self._machine = {
+            "capacity": nodeinfo.capacity(max_pods=self.settings.max_pods_per_node,
+                                          storage_path=self.settings.home),
+            "nodeInfo": nodeinfo.node_info(runtime_version=self.runtime.version),
+        }
+        node = self._register()
+        self._renew_lease(node)
+        self._event(node, "Normal", "Starting", "Starting kubelet.")
+        for _ctype, reason, _msg in _PRESSURE_CONDITIONS:
+            self._event(node, "Normal", reason.replace("Kubelet", "Node"),
+                        f"Node {self.name} status is now: {reason.replace('Kubelet', 'Node')}")
+        self._event(node, "Normal", "NodeReady", f"Node {self.name} status is now: NodeReady")
+        self.log.info("node registered", pod_cidr=str(self.pod_cidr), host_ip=self.host_ip)
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.events.run)
+            tg.start_soon(self._heartbeat)
+            await tg.start(self._watch_pods, tg)
+            task_status.started()
+
+    # ---- node object ---------------------------------------------------------------
+
+    def _conditions(self, previous: list[Obj]) -> list[Obj]:
+        now = rfc3339(self.clock.now())
+        before = {c.get("type"): c for c in previous}
+
+        def cond(ctype: str, status: str, reason: str, message: str) -> Obj:
+            old = before.get(ctype)
+            since = old.get("lastTransitionTime") if old and old.get("status") == status \
+                else None
+            return {"type": ctype, "status": status, "lastHeartbeatTime": now,
+                    "lastTransitionTime": since or now, "reason": reason, "message": message}
+        conditions = [cond(ctype, "False", reason, message)
+                      for ctype, reason, message in _PRESSURE_CONDITIONS]
+        conditions.append(cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"))
+        return conditions
+
+    def _node_status(self, previous: Obj) -> Obj:
+        capacity = self._machine["capacity"]
+        return {
+            **previous,
+            "capacity": dict(capacity),
+            "allocatable": dict(capacity),
+            "conditions": self._conditions(previous.get("conditions") or []),
+            "addresses": [{"type": "InternalIP", "address": self.host_ip},
+                          {"type": "Hostname", "address": self.name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.config.kubelet_port}},
+            "nodeInfo": dict(self._machine["nodeInfo"]),
+        }
+
+    def _register(self) -> Obj:
+        labels = {"beta.kubernetes.io/arch": nodeinfo.architecture(),
+                  "beta.kubernetes.io/os": "linux",
+                  "kubernetes.io/arch": nodeinfo.architecture(),
+                  "kubernetes.io/hostname": self.name,
+                  "kubernetes.io/os": "linux"}
+        cidr = str(self.pod_cidr)
+        existing = self.registry.try_get(NODES, "", self.name)
+        if existing is None:
+            return self.registry.create(NODES, {
+                "metadata": {"name": self.name, "labels": labels,
+                             "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
+                "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+                "status": self._node_status({}),
+            })
+
+        def update(node: Obj) -> None:
+            node["metadata"].setdefault("labels", {}).update(labels)
+            spec = node.setdefault("spec", {})
+            spec["podCIDR"] = cidr
+            spec["podCIDRs"] = [cidr]
+            # Kubernetes keeps cordons across kubelet restarts: spec.unschedulable stays.
+        self.registry.mutate(NODES, "", self.name, update)
+        return self._post_node_status()
+
+    def _post_node_status(self) -> Obj:
+        def put(node: Obj) -> None:
+            node["status"] = self._node_status(node.get("status") or {})
+        return self.registry.mutate(NODES, "", self.name, put, subresource="status")
+
+    def _renew_lease(self, node: Obj) -> None:
+        now = rfc3339_micro(self.clock.now())
+
+        def renew(lease: Obj) -> None:
+            spec = lease.setdefault("spec", {})
+            spec["holderIdentity"] = self.name
+            spec["leaseDurationSeconds"] = LEASE_DURATION_SECONDS
+            spec["renewTime"] = now
+        try:
+            self.registry.mutate(LEASES, LEASE_NAMESPACE, self.name, renew)
+        except NotFound:
+            self.registry.create(LEASES, {
+                "metadata": {"name": self.name, "namespace": LEASE_NAMESPACE,
+                             "ownerReferences": [{"apiVersion": "v1", "kind": "Node",
+                                                  "name": self.name,
+                                                  "uid": node["metadata"]["uid"]}]},
+                "spec": {"holderIdentity": self.name,
+                         "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+                         "acquireTime": now, "renewTime": now},
+            })
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await anyio.sleep(self.settings.node_heartbeat_seconds)
+            try:
+                try:
+                    node = self._post_node_status()
+                except NotFound:
+                    node = self._register()  # someone deleted our Node: register again
+                    self._event(node, "Normal", "RegisteredNode",
+                                f"Node {self.name} re-registered")
+                self._renew_lease(node)
+            except ApiError as exc:
+                self.log.warning("heartbeat failed", error=str(exc))
+
+    def _event(self, involved: Obj, type: str, reason: str, message: str) -> None:
+        self.events.record(involved, type=type, reason=reason, message=message)
+
+    # ---- pods ------------------------------------------------------------------------
+
+    async def _watch_pods(self, workers: TaskGroup, *,
+                          task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        selector = f"spec.nodeName={self.name}"
+        first = True
+        while True:
+            # List and watch back to back, with no await between them: the store is
+            # synchronous, so no event can fall into the gap.
+            items, rv = self.registry.list(PODS, field_selector=selector)
+            watch = self.registry.watch(PODS, since=rv or None, field_selector=selector)
+            if first:
+                for pod in items:
+                    ip = (pod.get("status") or {}).get("podIP")
+                    if ip:
+                        self.context.ipam.reserve(uid_of(pod), str(ip))
+            listed = {uid_of(pod) for pod in items}
+            for pod in items:
+                self._dispatch(workers, pod, removed=False)
+            for uid, worker in list(self.workers.items()):
+                if uid not in listed:
+                    worker.mailbox.put(worker.pod, removed=True)
+            if first:
+                first = False
+                task_status.started()
+            try:
+                async with watch:
+                    async for event in watch:
+                        self._dispatch(workers, event.object, removed=event.type == "DELETED")
+            except Gone:
+                self.log.info("pod watch expired; re-listing")
+                continue
+            # The store closed the watch (shutting down): wait to be cancelled.
+            await anyio.sleep_forever()
+
+    def _dispatch(self, workers: TaskGroup, pod: Obj, *, removed: bool) -> None:
+        uid = uid_of(pod)
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.mailbox.put(pod, removed=removed)
+            return
+        if uid in self._finished:
+            if removed:
+                self._finished.discard(uid)
+            return
+        if removed:
+            return
+        worker = PodWorker(self.context, pod)
+        self.workers[uid] = worker
+        workers.start_soon(self._run_worker, worker, name=f"pod-worker {uid}")
+
+    async def _run_worker(self, worker: PodWorker) -> None:
+        try:
+            await worker.run()
+            if not worker.mailbox.latest.removed:
+                self._finished.add(worker.uid)  # until its DELETED event arrives
+        except Exception:
+            # A bug in one pod's handling must not take the node down; the next event
+            # for this pod starts a fresh worker (level-triggered retry).
+            worker.log.exception("pod worker failed")
+        finally:
+            self.workers.pop(worker.uid, None)

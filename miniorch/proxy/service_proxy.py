@@ -1,0 +1,597 @@
+"""The ServiceProxy actor: kube-proxy and the LoadBalancer implementation in one.
+
+Data flow:
+
+    registry.watch(SERVICES)  ─► _services cache ─► dirty keys ─► _worker ─► _reconcile(key)
+    registry.watch(NODES)     ─► node InternalIPs ─► dirty NodePort/LoadBalancer keys  │
+    registry.watch(ENDPOINTS) ─► _endpoints cache ─► Balancer.update() (at once)       │
+                                                                                       ▼
+        listeners (TCPSite on the shared AppRunner) + routes + EXTERNAL-IP + status
+
+For every TCP port of a Service the proxy listens on
+  (a) `clusterIP:port`,
+  (b) for NodePort and LoadBalancer, `127.0.0.1:nodePort` and `InternalIP:nodePort` of
+      every Node whose InternalIP is a local address of this host (others are skipped),
+  (c) for LoadBalancer, `EXTERNAL-IP:port`, the address coming from `ExternalIPPool`.
+Every listener serves the one application of `forwarding.py`, which picks the route
+from the local address a connection arrived on.
+
+Invariants:
+- Level-triggered: `_reconcile(key)` reads the cached Service and the listeners it
+  holds and makes them agree; events only say *which* key to look at. One worker
+  reconciles one key at a time, so no two reconciles of a key overlap.
+- Endpoints changes bypass the worker: they edit the Service's `Balancer`s in place
+  as the watch event arrives, so the next request already sees them (no polling).
+- `status.loadBalancer.ingress` is written only once every `EXTERNAL-IP:port`
+  listener is bound, so `kubectl get svc` shows `<pending>` until the proxy really
+  listens. Published addresses are claimed first at start, so they survive restarts.
+- A listener that cannot be bound (port taken, address missing) never stops the
+  proxy: it is logged, a Warning Event `FailedToBind` goes on the Service, and the
+  key is retried with exponential back-off (`retry_backoff`).
+- ClusterIPs and EXTERNAL-IPs that are not loopback are made local through
+  `LocalAddresses.add()` before binding and removed after their last listener
+  closes (reference-counted); loopback addresses need nothing and are never passed.
+- Cancellation closes every listener, removes every address added, and closes the
+  shared client session (the `AppRunner`'s cleanup), under a shielded grace period.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import math
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import anyio
+import anyio.abc
+import structlog
+from aiohttp import web
+
+from miniorch.api.errors import ApiError, Gone
+from miniorch.api.kinds import ENDPOINTS, NODES, SERVICES, Resource
+from miniorch.api.registry import Registry
+from miniorch.api.store import Watch, WatchEvent
+from miniorch.core.clock import Clock, SystemClock
+from miniorch.core.objects import Obj
+from miniorch.core.settings import Settings
+from miniorch.proxy.balancer import Balancer, affinity_timeout, ready_backends
+from miniorch.proxy.external_ips import ExternalIPPool, ServiceKey
+from miniorch.proxy.forwarding import Route, proxy_app
+
+log = structlog.get_logger(__name__)
+
+COMPONENT = "service-proxy"
+"""`source.component` of the Events the proxy records."""
+RECONCILE_TIMEOUT_SECONDS = 10.0
+SHUTDOWN_GRACE_SECONDS = 5.0
+NODE_LOOPBACK = "127.0.0.1"
+"""NodePorts always listen here, so `curl 127.0.0.1:<nodePort>` works on the host."""
+PROXIED_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+
+Address = tuple[str, int]
+"""(ip, port) a listener is bound to."""
+Problem = tuple[str, str]
+"""(Event reason, message) of something that keeps a Service from being fully served."""
+
+
+class LocalAddresses(Protocol):
+    """Makes an IP a local address of the host, so a host socket can bind it.
+
+    Production: the sandbox layer's HostNetwork (`add_local_address` /
+    `remove_local_address`). The proxy calls these for non-loopback ClusterIPs and
+    EXTERNAL-IPs only, once per address however many ports use it.
+    """
+
+    async def add(self, ip: str) -> None: ...
+
+    async def remove(self, ip: str) -> None: ...
+
+
+class NoLocalAddresses:
+    """`LocalAddresses` for loopback-only setups (tests, rootless mode): does nothing."""
+
+    async def add(self, ip: str) -> None:
+        return None
+
+    async def remove(self, ip: str) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class _Want:
+    """A listener the current Service spec asks for."""
+
+    service: ServiceKey
+    port_name: str
+    owned: bool
+    """The address is the Service's own (ClusterIP/EXTERNAL-IP), not a Node's."""
+
+
+@dataclass
+class _Listener:
+    site: web.TCPSite
+    want: _Want
+    managed_address: bool
+    """We added the IP through LocalAddresses and must remove it."""
+
+
+class ServiceProxy:
+    """Listens for every Service and forwards to its Ready endpoints."""
+
+    def __init__(self, *, registry: Registry, settings: Settings,
+                 local_addresses: LocalAddresses, clock: Clock | None = None,
+                 retry_backoff: tuple[float, float] = (1.0, 30.0)) -> None:
+        """`retry_backoff`: (first, max) seconds between attempts to bind a listener
+        that failed; doubles per failure, resets on success."""
+        self._registry = registry
+        self._settings = settings
+        self._local = local_addresses
+        self._clock = clock or SystemClock()
+        self._retry_first, self._retry_max = retry_backoff
+        self._pool = ExternalIPPool(settings.network.loadbalancer_cidr)
+        self._services: dict[ServiceKey, Obj] = {}
+        self._endpoints: dict[ServiceKey, Obj] = {}
+        self._node_ips: dict[str, tuple[str, ...]] = {}
+        self._balancers: dict[ServiceKey, dict[str, Balancer]] = {}
+        self._routes: dict[Address, Route] = {}
+        self._listeners: dict[Address, _Listener] = {}
+        self._address_refs: Counter[str] = Counter()
+        self._dirty: dict[ServiceKey, None] = {}  # an ordered set
+        self._retry_at: dict[ServiceKey, float] = {}
+        self._backoff: dict[ServiceKey, float] = {}
+        self._runner: web.AppRunner | None = None
+        # anyio Events need a running loop: made in run().
+        self._wake: anyio.Event | None = None
+        self._changed: anyio.Event | None = None
+
+    # ---- introspection (dashboard, tests) ------------------------------------------
+
+    @property
+    def listening(self) -> frozenset[Address]:
+        """Every (ip, port) the proxy is bound to right now."""
+        return frozenset(self._listeners)
+
+    def backends(self, namespace: str, name: str, port_name: str = "") -> tuple[Address, ...]:
+        """The Ready backends the proxy balances over for one Service port."""
+        balancer = self._balancers.get((namespace, name), {}).get(port_name)
+        return tuple((b.ip, b.port) for b in balancer.backends) if balancer else ()
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Return once `predicate()` holds; re-checked after every change the proxy
+        applies (a watch event handled, a reconcile done). Bound it with a timeout."""
+        while True:
+            changed = self._changed
+            if predicate():
+                return
+            if changed is None:
+                await anyio.sleep(0.01)  # run() has not started yet
+            else:
+                await changed.wait()
+
+    # ---- the actor -----------------------------------------------------------------
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                  ) -> None:
+        self._wake = anyio.Event()
+        self._changed = anyio.Event()
+        runner = web.AppRunner(proxy_app(self._routes), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        self._runner = runner
+        try:
+            # List and open the watches with no await in between: the registry is
+            # synchronous, so nothing can be written in the gap.
+            services = self._relist(SERVICES, self._reset_services)
+            endpoints = self._relist(ENDPOINTS, self._reset_endpoints)
+            nodes = self._relist(NODES, self._reset_nodes)
+            self._claim_published_ips()
+            for key in sorted(self._dirty):
+                del self._dirty[key]
+                await self._reconcile_guarded(key)
+            log.info("service proxy started", listeners=len(self._listeners),
+                     services=len(self._services))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._follow, SERVICES, services, self._on_service,
+                              self._reset_services)
+                tg.start_soon(self._follow, ENDPOINTS, endpoints, self._on_endpoints,
+                              self._reset_endpoints)
+                tg.start_soon(self._follow, NODES, nodes, self._on_node, self._reset_nodes)
+                tg.start_soon(self._worker)
+                task_status.started()
+        finally:
+            with anyio.move_on_after(SHUTDOWN_GRACE_SECONDS, shield=True):
+                await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        for address in list(self._listeners):
+            try:
+                await self._close(address)
+            except Exception:
+                log.exception("closing listener failed", address=_fmt(address))
+        if self._runner is not None:
+            await self._runner.cleanup()  # closes kept-alive connections and the session
+            self._runner = None
+        log.info("service proxy stopped")
+
+    # ---- watches -------------------------------------------------------------------
+
+    def _relist(self, resource: Resource, reset: Callable[[list[Obj]], None]) -> Watch:
+        items, rv = self._registry.list(resource)
+        reset(items)
+        return self._registry.watch(resource, since=rv)
+
+    async def _follow(self, resource: Resource, watch: Watch,
+                      apply: Callable[[WatchEvent], None],
+                      reset: Callable[[list[Obj]], None]) -> None:
+        while True:
+            gone = False
+            try:
+                async for event in watch:
+                    apply(event)
+                    self._notify()
+            except Gone as exc:
+                gone = True
+                log.info("watch expired, re-listing", resource=resource.plural, reason=str(exc))
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await watch.aclose()
+            if not gone:
+                # The store closed the watch (shutting down?): do not spin.
+                await anyio.sleep(0.5)
+            watch = self._relist(resource, reset)
+            self._notify()
+
+    def _on_service(self, event: WatchEvent) -> None:
+        key = _key(event.object)
+        if event.type == "DELETED":
+            self._services.pop(key, None)
+        else:
+            self._services[key] = event.object
+        self._mark_dirty(key)
+
+    def _reset_services(self, items: list[Obj]) -> None:
+        fresh = {_key(svc): svc for svc in items}
+        for key in set(self._services) | set(fresh):
+            self._mark_dirty(key)
+        self._services = fresh
+
+    def _on_endpoints(self, event: WatchEvent) -> None:
+        key = _key(event.object)
+        if event.type == "DELETED":
+            self._endpoints.pop(key, None)
+        else:
+            self._endpoints[key] = event.object
+        self._refresh_backends(key)
+
+    def _reset_endpoints(self, items: list[Obj]) -> None:
+        old = set(self._endpoints)
+        self._endpoints = {_key(ep): ep for ep in items}
+        for key in old | set(self._endpoints):
+            self._refresh_backends(key)
+
+    def _on_node(self, event: WatchEvent) -> None:
+        name = str(event.object["metadata"]["name"])
+        before = self._all_node_ips()
+        if event.type == "DELETED":
+            self._node_ips.pop(name, None)
+        else:
+            self._node_ips[name] = _internal_ips(event.object)
+        if self._all_node_ips() != before:
+            self._mark_node_port_services_dirty()
+
+    def _reset_nodes(self, items: list[Obj]) -> None:
+        before = self._all_node_ips()
+        self._node_ips = {str(n["metadata"]["name"]): _internal_ips(n) for n in items}
+        if self._all_node_ips() != before:
+            self._mark_node_port_services_dirty()
+
+    def _all_node_ips(self) -> list[str]:
+        return sorted({ip for ips in self._node_ips.values() for ip in ips})
+
+    def _mark_node_port_services_dirty(self) -> None:
+        for key, svc in self._services.items():
+            if (svc.get("spec") or {}).get("type") in ("NodePort", "LoadBalancer"):
+                self._mark_dirty(key)
+
+    def _claim_published_ips(self) -> None:
+        """Before allocating anything, give every LoadBalancer Service back the
+        EXTERNAL-IP its status already shows (oldest Service first on a clash)."""
+        def age(item: tuple[ServiceKey, Obj]) -> tuple[str, ServiceKey]:
+            return (str(item[1]["metadata"].get("creationTimestamp", "")), item[0])
+        for key, svc in sorted(self._services.items(), key=age):
+            spec = svc.get("spec") or {}
+            published = _published_ip(svc)
+            if spec.get("type") != "LoadBalancer" or not published:
+                continue
+            if spec.get("loadBalancerIP") and spec["loadBalancerIP"] != published:
+                continue  # it asked for another address; _reconcile deals with that
+            if not self._pool.claim(key, published):
+                log.warning("published EXTERNAL-IP not reusable", service=_fmt_key(key),
+                            ip=published)
+
+    # ---- the worker ----------------------------------------------------------------
+
+    def _mark_dirty(self, key: ServiceKey) -> None:
+        self._dirty[key] = None
+        if self._wake is not None:
+            self._wake.set()
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    async def _worker(self) -> None:
+        while True:
+            now = anyio.current_time()
+            for key, at in list(self._retry_at.items()):
+                if at <= now:
+                    del self._retry_at[key]
+                    self._dirty[key] = None
+            if not self._dirty:
+                wake = self._wake
+                assert wake is not None
+                timeout = min(self._retry_at.values()) - now if self._retry_at else math.inf
+                with anyio.move_on_after(timeout):
+                    await wake.wait()
+                if wake.is_set():
+                    self._wake = anyio.Event()
+                continue  # re-check: keys marked before the new Event are in _dirty
+            key = next(iter(self._dirty))
+            del self._dirty[key]
+            await self._reconcile_guarded(key)
+            self._notify()
+
+    async def _reconcile_guarded(self, key: ServiceKey) -> None:
+        """`_reconcile` with a timeout and a catch-all: a bug or a stuck bind in one
+        Service must never stop the proxy for the others."""
+        try:
+            with anyio.fail_after(RECONCILE_TIMEOUT_SECONDS):
+                problems = await self._reconcile(key)
+        except Exception:
+            log.exception("reconcile failed", service=_fmt_key(key))
+            problems = [("InternalError", "reconcile failed")]
+        if problems:
+            delay = self._backoff.get(key, self._retry_first)
+            self._backoff[key] = min(delay * 2, self._retry_max)
+            self._retry_at[key] = anyio.current_time() + delay
+        else:
+            self._backoff.pop(key, None)
+            self._retry_at.pop(key, None)
+
+    # ---- reconcile -----------------------------------------------------------------
+
+    async def _reconcile(self, key: ServiceKey) -> list[Problem]:
+        """Make listeners, balancers, EXTERNAL-IP and status agree with the cached
+        Service `key` (absent = deleted). Returns the problems that need a retry."""
+        svc = self._services.get(key)
+        spec: Obj = (svc or {}).get("spec") or {}
+        svc_type = spec.get("type") or "ClusterIP"
+        problems: list[Problem] = []
+        desired: dict[Address, _Want] = {}
+        external_ip: str | None = None
+        external: list[Address] = []
+        port_names: list[str] = []
+
+        if svc is not None and svc_type in PROXIED_TYPES:
+            if svc_type == "LoadBalancer":
+                external_ip = self._external_ip(key, svc, problems)
+            cluster_ip = spec.get("clusterIP")
+            if cluster_ip in (None, "", "None"):
+                cluster_ip = None  # headless: no virtual IP to listen on
+            node_hosts = [NODE_LOOPBACK, *self._all_node_ips()]
+            for port in spec.get("ports") or []:
+                if port.get("protocol", "TCP") != "TCP" or not port.get("port"):
+                    continue  # UDP/SCTP: not proxied (HTTP proxy)
+                name = str(port.get("name") or "")
+                port_names.append(name)
+                number = int(port["port"])
+                if cluster_ip:
+                    desired[(cluster_ip, number)] = _Want(key, name, owned=True)
+                if svc_type != "ClusterIP" and port.get("nodePort"):
+                    for host in node_hosts:
+                        desired.setdefault((host, int(port["nodePort"])),
+                                           _Want(key, name, owned=False))
+                if external_ip:
+                    desired[(external_ip, number)] = _Want(key, name, owned=True)
+                    external.append((external_ip, number))
+        if svc_type != "LoadBalancer" or svc is None:
+            released = self._pool.release(key)
+            if released:
+                log.info("released EXTERNAL-IP", service=_fmt_key(key), ip=released)
+
+        self._sync_balancers(key, svc, port_names)
+
+        for address, listener in list(self._listeners.items()):
+            if listener.want.service == key and desired.get(address) != listener.want:
+                await self._close(address)
+        for address, want in desired.items():
+            holder = self._listeners.get(address)
+            if holder is not None:
+                if holder.want.service != key:
+                    problems.append(("FailedToBind", f"failed to listen on {_fmt(address)}: "
+                                     f"already used by service {_fmt_key(holder.want.service)}"))
+                continue
+            try:
+                await self._open(address, want)
+            except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL and not want.owned:
+                    # A Node's InternalIP that is not an address of this host.
+                    log.debug("node address not local, skipped", address=_fmt(address))
+                    continue
+                problems.append(("FailedToBind",
+                                 f"failed to listen on {_fmt(address)}: {_why(exc)}"))
+            except Exception as exc:
+                problems.append(("FailedToBind", f"failed to listen on {_fmt(address)}: {exc}"))
+
+        if svc is not None:
+            bound = bool(external) and all(a in self._listeners for a in external)
+            self._publish(key, svc_type, external_ip, bound)
+            for reason, message in problems:
+                log.error("service not fully served", service=_fmt_key(key), reason=reason,
+                          problem=message)
+                self._warn(svc, reason, message)
+        return problems
+
+    def _external_ip(self, key: ServiceKey, svc: Obj, problems: list[Problem]
+                     ) -> str | None:
+        wanted = (svc.get("spec") or {}).get("loadBalancerIP")
+        held = self._pool.held_by(key)
+        if wanted:
+            if held == wanted or self._pool.claim(key, wanted):
+                return str(wanted)
+            owner = self._pool.owner(wanted)
+            why = (f"it is used by service {_fmt_key(owner)}" if owner
+                   else f"it is not in {self._settings.network.loadbalancer_cidr}")
+            problems.append(("AllocationFailed",
+                             f"cannot assign EXTERNAL-IP {wanted} (spec.loadBalancerIP): {why}"))
+            self._pool.release(key)
+            return None
+        if held:
+            return held
+        published = _published_ip(svc)
+        if published and self._pool.claim(key, published):
+            return published
+        allocated = self._pool.allocate(key)
+        if allocated is None:
+            problems.append(("AllocationFailed", "no free EXTERNAL-IP left in "
+                             f"{self._settings.network.loadbalancer_cidr}"))
+        else:
+            log.info("allocated EXTERNAL-IP", service=_fmt_key(key), ip=allocated)
+        return allocated
+
+    def _sync_balancers(self, key: ServiceKey, svc: Obj | None, port_names: list[str]) -> None:
+        mine = self._balancers.setdefault(key, {})
+        for name in [n for n in mine if n not in port_names]:
+            del mine[name]
+        affinity = affinity_timeout(svc) if svc else None
+        for name in port_names:
+            balancer = mine.get(name)
+            if balancer is None:
+                label = f"{key[0]}/{key[1]}" + (f":{name}" if name else "")
+                balancer = mine[name] = Balancer(clock=self._clock, description=label)
+            balancer.configure(affinity_seconds=affinity)
+        if not mine:
+            del self._balancers[key]
+        self._refresh_backends(key)
+
+    def _refresh_backends(self, key: ServiceKey) -> None:
+        mine = self._balancers.get(key)
+        if not mine:
+            return
+        endpoints = self._endpoints.get(key)
+        for name, balancer in mine.items():
+            balancer.update(ready_backends(endpoints, port_name=name,
+                                           single_port=len(mine) == 1))
+
+    def _publish(self, key: ServiceKey, svc_type: str, ip: str | None, bound: bool) -> None:
+        """Write `status.loadBalancer` if it should change: the ingress appears once
+        the EXTERNAL-IP listeners are bound and stays while the address is ours."""
+        def edit(obj: Obj) -> None:
+            status = obj.setdefault("status", {})
+            current = (status.get("loadBalancer") or {}).get("ingress") or []
+            current_ip = current[0].get("ip") if current else None
+            want: list[Obj]
+            if svc_type == "LoadBalancer" and ip and bound:
+                want = [{"ip": ip, "ipMode": "VIP"}]
+            elif svc_type == "LoadBalancer" and ip and current_ip == ip:
+                want = current  # published before; a later bind problem does not undo it
+            else:
+                want = []
+            if want != current:
+                status["loadBalancer"] = {"ingress": want} if want else {}
+        try:
+            self._registry.mutate(SERVICES, key[0], key[1], edit, subresource="status")
+        except ApiError as exc:
+            # Deleted meanwhile: its DELETED event is on the way and will clean up.
+            log.debug("status not written", service=_fmt_key(key), error=str(exc))
+
+    def _warn(self, svc: Obj, reason: str, message: str) -> None:
+        try:
+            self._registry.record_event(svc, type="Warning", reason=reason, message=message,
+                                        component=COMPONENT)
+        except ApiError as exc:
+            log.debug("event not recorded", error=str(exc))
+
+    # ---- listeners -----------------------------------------------------------------
+
+    async def _open(self, address: Address, want: _Want) -> None:
+        runner = self._runner
+        assert runner is not None
+        host, port = address
+        managed = want.owned and not ipaddress.ip_address(host).is_loopback
+        if managed and self._address_refs[host] == 0:
+            await self._local.add(host)
+        site = web.TCPSite(runner, host, port, backlog=1024)
+        try:
+            await site.start()
+        except BaseException:
+            await site.stop()  # unregisters it from the runner
+            if managed and self._address_refs[host] == 0:
+                await self._local.remove(host)
+            raise
+        if managed:
+            self._address_refs[host] += 1
+        self._listeners[address] = _Listener(site, want, managed)
+        self._routes[address] = Route(service=_fmt_key(want.service), port_name=want.port_name,
+                                      balancer=self._balancers[want.service][want.port_name])
+        log.info("listening", service=_fmt_key(want.service), address=_fmt(address))
+
+    async def _close(self, address: Address) -> None:
+        listener = self._listeners.pop(address)
+        self._routes.pop(address, None)
+        await listener.site.stop()
+        host = address[0]
+        if listener.managed_address:
+            self._address_refs[host] -= 1
+            if self._address_refs[host] <= 0:
+                del self._address_refs[host]
+                await self._local.remove(host)
+        log.info("stopped listening", service=_fmt_key(listener.want.service),
+                 address=_fmt(address))
+
+
+def _key(obj: Obj) -> ServiceKey:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or "default"), str(meta.get("name", "")))
+
+
+def _fmt_key(key: ServiceKey) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+def _fmt(address: Address) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+def _why(exc: OSError) -> str:
+    # asyncio wraps bind errors in a long sentence; say it the way `ss`/`netstat` users
+    # expect, with the likely cause.
+    if exc.errno == errno.EADDRINUSE:
+        return "address already in use (another process holds this port); will retry"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "cannot assign requested address (not an address of this host); will retry"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need root); will retry"
+    return (os.strerror(exc.errno) if exc.errno else str(exc)) + "; will retry"
+
+
+def _published_ip(svc: Obj) -> str | None:
+    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    ip = ingress[0].get("ip") if ingress else None
+    return str(ip) if ip else None
+
+
+def _internal_ips(node: Obj) -> tuple[str, ...]:
+    found = []
+    for entry in (node.get("status") or {}).get("addresses") or []:
+        if entry.get("type") == "InternalIP" and entry.get("address"):
+            try:
+                if ipaddress.ip_address(entry["address"]).version == 4:
+                    found.append(str(entry["address"]))
+            except ValueError:
+                continue
+    return tuple(found)

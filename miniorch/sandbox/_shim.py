@@ -1,0 +1,439 @@
+"""The pod shim and the exec helper: the only code that runs inside a sandbox.
+
+This file is executed as a standalone program with ``python -I -S _shim.py MODE``
+(stdlib only: it must not import miniorch, so it starts in ~20 ms and stays small).
+
+Mode ``pod`` (one per pod sandbox)::
+
+    cluster process ──fd 0 (SOCK_SEQPACKET, JSON + SCM_RIGHTS)──► shim  (host PID ns)
+                                                                   │ setns(net) +
+                                                                   │ unshare(pid,uts,ipc,mnt)
+                                                                   ├─fork─► init (PID 1)
+                                                                   ├─fork─► container A
+                                                                   └─fork─► container B
+
+The shim joins the pod's named netns and unshares PID/UTS/IPC/mount namespaces. Its own
+PID namespace stays the host's, but every child it forks lands in the new one: the first
+child is the pod's PID 1 (the init: reaps orphans, forwards SIGTERM to everything in the
+pod), later children are containers. Because the shim is the containers' parent it
+gets their exit status with waitpid() and reports it: ``{"op": "exit", "pid", "status"}``.
+
+Requests on fd 0 are JSON messages; ``start`` carries the container's stdin/stdout/stderr
+as SCM_RIGHTS fds. Replies and exit reports share the socket, in order.
+
+Invariants:
+- Nothing outlives the cluster process: the shim has PR_SET_PDEATHSIG=SIGKILL against the
+  cluster process (and exits on EOF of fd 0), the init against the shim; when a PID
+  namespace's init dies the kernel SIGKILLs every process in it.
+- The shim stays in the cluster's cgroup (its memory is not charged to the pod, an OOM in
+  the pod never kills it); init and containers move themselves into their cgroup leaf
+  before anything else, so all their memory and children are accounted.
+
+Mode ``exec`` (one per ``exec_in_sandbox``): joins the cgroups and namespaces of a target
+process (mount last, so paths resolve in its root), forks (a setns'd PID namespace only
+applies to children), execs the command in the child and relays its exit status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import select
+import signal
+import socket
+import sys
+from typing import Any
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+TIOCSCTTY = 0x540E
+SYS_pivot_root = 155  # x86_64
+
+MAX_FDS = 8
+MAX_MSG = 1 << 20
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def setns(fd: int, nstype: int) -> None:
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def mount(source: str, target: str, fstype: str, flags: int = 0, data: str | None = None) -> None:
+    _check(
+        _libc.mount(source.encode(), target.encode(), fstype.encode(), ctypes.c_ulong(flags),
+                    data.encode() if data is not None else None),
+        f"mount {fstype} on {target}",
+    )
+
+
+def umount2(target: str, flags: int) -> None:
+    _check(_libc.umount2(target.encode(), flags), f"umount {target}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(_libc.syscall(SYS_pivot_root, new_root.encode(), put_old.encode()), "pivot_root")
+
+
+def set_pdeathsig(sig: int) -> None:
+    _check(_libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0), "prctl(PDEATHSIG)")
+
+
+def set_comm(name: str) -> None:
+    _libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+
+
+def join_cgroups(procs_files: list[str]) -> None:
+    """Move the calling process into each cgroup (v1: one per hierarchy; v2: one)."""
+    for path in procs_files:
+        with open(path, "w") as f:
+            f.write("0")
+
+
+def exit_status_of(status: int) -> dict[str, int | None]:
+    if os.WIFSIGNALED(status):
+        return {"exit_code": None, "signal": os.WTERMSIG(status)}
+    return {"exit_code": os.WEXITSTATUS(status), "signal": None}
+
+
+# --------------------------------------------------------------------------- pod init
+
+
+def run_init(alive_fd: int, cgroup_procs: list[str]) -> None:
+    """PID 1 of the pod: reap every orphan, forward SIGTERM/SIGINT to the whole pod.
+
+    `alive_fd` is the read end of a pipe only the shim holds open: EOF on it means the
+    shim died before PR_SET_PDEATHSIG took effect (getppid() cannot tell: the parent is
+    outside our PID namespace, so it reads 0 either way).
+    """
+    set_pdeathsig(signal.SIGKILL)
+    readable, _, _ = select.select([alive_fd], [], [], 0)
+    if readable:
+        os._exit(1)
+    os.close(alive_fd)
+    set_comm("pod-init")
+    join_cgroups(cgroup_procs)
+    # A /proc of the pod's PID namespace for the pod's (shared) mount namespace, so
+    # `ps` run without a rootfs only sees the pod.
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.closerange(0, 3)
+    fd = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1, 2):
+        if fd != target:
+            os.dup2(fd, target)
+    wanted = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    while True:
+        sig = signal.sigwait(wanted)
+        if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            # PID 1 sending to -1 reaches every process of its namespace but itself.
+            with contextlib.suppress(OSError):
+                os.kill(-1, sig)
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+
+
+# --------------------------------------------------------------------------- rootfs
+
+
+def _mkdirs(path: str, mode: int = 0o755) -> None:
+    os.makedirs(path, mode=mode, exist_ok=True)
+
+
+def _write(path: str, text: str) -> None:
+    parent = os.path.dirname(path)
+    _mkdirs(parent)
+    if os.path.islink(path):
+        os.unlink(path)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def setup_rootfs(rootfs: dict[str, Any], etc_files: dict[str, str]) -> None:
+    """In a fresh mount namespace: overlay, /proc, /dev, /tmp, /etc files, pivot_root."""
+    unshare(CLONE_NEWNS)
+    mount("none", "/", "", MS_REC | MS_PRIVATE)
+    root = rootfs["merged_dir"]
+    _mkdirs(root)
+    opts = "lowerdir={},upperdir={},workdir={}".format(
+        ":".join(rootfs["lower_dirs"]), rootfs["upper_dir"], rootfs["work_dir"])
+    mount("overlay", root, "overlay", 0, opts)
+    proc = root + "/proc"
+    _mkdirs(proc)
+    mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    dev = root + "/dev"
+    _mkdirs(dev)
+    mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k")
+    for name in ("null", "zero", "random", "urandom", "tty", "full"):
+        node = f"{dev}/{name}"
+        os.close(os.open(node, os.O_CREAT | os.O_WRONLY, 0o666))
+        mount(f"/dev/{name}", node, "", MS_BIND)
+    _mkdirs(dev + "/pts")
+    mount("devpts", dev + "/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+          "newinstance,ptmxmode=0666,mode=0620")
+    os.symlink("pts/ptmx", dev + "/ptmx")
+    _mkdirs(dev + "/shm")
+    mount("shm", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k")
+    for i, name in enumerate(("stdin", "stdout", "stderr")):
+        os.symlink(f"/proc/self/fd/{i}", f"{dev}/{name}")
+    os.symlink("/proc/self/fd", dev + "/fd")
+    tmp = root + "/tmp"
+    _mkdirs(tmp)
+    mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    for rel, text in etc_files.items():
+        _write(root + "/" + rel.lstrip("/"), text)
+    os.chdir(root)
+    pivot_root(".", ".")
+    umount2(".", MNT_DETACH)
+    os.chdir("/")
+
+
+# --------------------------------------------------------------------------- containers
+
+
+def start_container(req: dict[str, Any], fds: list[int]) -> int:
+    """Fork a container; return its (host) pid once it exec'd, or raise with the reason."""
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(err_r)
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
+                      signal.SIGPIPE):
+                signal.signal(s, signal.SIG_DFL)
+            os.setsid()
+            join_cgroups(req["cgroup_procs"])
+            if req.get("rootfs"):
+                setup_rootfs(req["rootfs"], req.get("etc_files", {}))
+            for target, fd in enumerate(fds[:3]):
+                os.dup2(fd, target, inheritable=True)
+            for fd in fds:
+                if fd > 2:
+                    os.close(fd)
+            os.chdir(req.get("workdir") or "/")
+            env = req.get("env", {})
+            os.execvpe(req["argv"][0], req["argv"], env)
+        except BaseException as exc:
+            try:
+                os.write(err_w, f"{type(exc).__name__}: {exc}".encode()[:4000])
+            finally:
+                os._exit(127)
+    os.close(err_w)
+    for fd in fds:
+        os.close(fd)
+    chunks = []
+    while True:
+        chunk = os.read(err_r, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(err_r)
+    if chunks:
+        raise RuntimeError(b"".join(chunks).decode(errors="replace"))
+    return pid
+
+
+def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
+    sock.setblocking(True)
+    try:
+        sock.send(json.dumps(msg).encode())
+    finally:
+        sock.setblocking(False)
+
+
+def run_pod(parent_pid: int) -> None:
+    set_pdeathsig(signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    set_comm("pod-shim")
+    ctl = socket.socket(fileno=0)
+    config = json.loads(ctl.recv(MAX_MSG))
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        nsfd = os.open(config["netns_path"], os.O_RDONLY | os.O_CLOEXEC)
+        setns(nsfd, CLONE_NEWNET)
+        os.close(nsfd)
+        unshare(CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNS)
+        mount("none", "/", "", MS_REC | MS_PRIVATE)
+        socket.sethostname(config["hostname"])
+        # Containers without a rootfs see the host's files, but the pod's own /etc/hosts,
+        # hostname and resolv.conf (the host's DNS server is unreachable from a pod).
+        for target, source in config.get("etc_binds", {}).items():
+            if os.path.isfile(target):
+                mount(source, target, "", MS_BIND)
+        alive_r, alive_w = os.pipe2(os.O_CLOEXEC)
+        init_pid = os.fork()
+        if init_pid == 0:
+            try:
+                signal.set_wakeup_fd(-1)
+                ctl.close()
+                os.close(alive_w)
+                run_init(alive_r, config["init_cgroup_procs"])
+            finally:
+                os._exit(1)
+        os.close(alive_r)
+    except Exception as exc:
+        _send(ctl, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        sys.exit(1)
+    _send(ctl, {"ok": True, "init_pid": init_pid})
+    ctl.setblocking(False)
+    running = True
+    while running:
+        readable, _, _ = select.select([ctl.fileno(), wake_r], [], [])
+        if wake_r in readable:
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        # Reap first, so that an exit is reported before the reply to a later request.
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid == init_pid:
+                running = False
+                _send(ctl, {"op": "init-exit", **exit_status_of(status)})
+            else:
+                _send(ctl, {"op": "exit", "pid": pid, **exit_status_of(status)})
+        if ctl.fileno() in readable and running:
+            try:
+                data, ancdata, _, _ = ctl.recvmsg(MAX_MSG, socket.CMSG_SPACE(MAX_FDS * 4))
+            except BlockingIOError:
+                continue
+            if not data:  # the cluster process closed the channel: the pod goes away
+                break
+            fds: list[int] = []
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.extend(memoryview(payload).cast("i"))
+            req = json.loads(data)
+            try:
+                if req["op"] == "start":
+                    pid = start_container(req, fds)
+                    _send(ctl, {"op": "reply", "ok": True, "pid": pid})
+                else:
+                    raise ValueError(f"unknown op {req['op']!r}")
+            except Exception as exc:
+                for fd in fds:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                _send(ctl, {"op": "reply", "ok": False, "error": str(exc)})
+    # Leaving: the kernel kills the whole PID namespace once its init is gone. Reap our
+    # children so no zombie outlives the shim.
+    if running:
+        os.kill(init_pid, signal.SIGKILL)
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+
+
+# --------------------------------------------------------------------------- exec
+
+
+def run_exec(spec: dict[str, Any]) -> None:
+    set_pdeathsig(signal.SIGKILL)
+    if os.getppid() != spec["parent_pid"]:
+        os._exit(1)
+    target = spec["target_pid"]
+    ns_order = [("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET),
+                ("pid", CLONE_NEWPID), ("mnt", CLONE_NEWNS)]
+    fds = [(os.open(f"/proc/{target}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), kind)
+           for name, kind in ns_order]
+    cwd = spec.get("cwd") or "/"
+    join_cgroups(spec["cgroup_procs"])
+    for fd, kind in fds:
+        setns(fd, kind)
+        os.close(fd)
+    alive_r, alive_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(alive_w)
+            set_pdeathsig(signal.SIGKILL)
+            if select.select([alive_r], [], [], 0)[0]:  # the helper is already gone
+                os._exit(1)
+            if spec.get("tty"):
+                os.setsid()
+                import fcntl
+                fcntl.ioctl(0, TIOCSCTTY, 0)
+            try:
+                os.chdir(cwd)
+            except OSError:
+                os.chdir("/")
+            os.execvpe(spec["argv"][0], spec["argv"], spec["env"])
+        except FileNotFoundError as exc:
+            os.write(2, f"exec failed: {exc.filename}: executable file not found\n".encode())
+            os._exit(127)
+        except BaseException as exc:
+            os.write(2, f"exec failed: {exc}\n".encode())
+            os._exit(126)
+    # Relay the signals a user sends to `exec` (Ctrl-C without a tty, stop) to the command.
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, lambda sig, _frame: os.kill(pid, sig))
+    for fd in (0, 1, 2):
+        os.close(fd)  # the child holds them; the parent must not keep pipes open
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        os._exit(128 + os.WTERMSIG(status))
+    os._exit(os.WEXITSTATUS(status))
+
+
+def main() -> None:
+    mode = sys.argv[1]
+    if mode == "pod":
+        run_pod(int(sys.argv[2]))
+    elif mode == "exec":
+        run_exec(json.loads(sys.argv[2]))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    main()

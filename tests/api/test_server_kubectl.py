@@ -1,0 +1,317 @@
+"""The real judges: /usr/bin/kubectl 1.32 and the official Python client against a real
+ApiServer (TLS, bearer token, random port, temporary MINIORCH_HOME)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from server_support import Cluster, pod, running_cluster
+
+from miniorch.api.kinds import PODS, REPLICATION_CONTROLLERS
+from miniorch.core.objects import is_terminating
+
+pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
+
+POD_YAML = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: kubia-manual
+spec:
+  containers:
+  - image: kubia
+    name: kubia
+    ports:
+    - containerPort: 8080
+      protocol: TCP
+"""
+RC_YAML = """\
+apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: kubia
+spec:
+  replicas: {replicas}
+  selector:
+    app: kubia
+  template:
+    metadata:
+      labels:
+        app: kubia
+    spec:
+      containers:
+      - name: kubia
+        image: {image}
+        ports:
+        - containerPort: 8080
+"""
+SVC_YAML = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: kubia-http
+spec:
+  type: LoadBalancer
+  ports:
+  - port: 8080
+    targetPort: 8080
+  selector:
+    app: kubia
+"""
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with running_cluster(tmp_path) as c:
+        yield c
+
+
+def running_pod(cluster: Cluster, name: str) -> None:
+    obj = pod(name, app="kubia")
+    obj["spec"]["nodeName"] = "node-1"
+    cluster.call(cluster.registry.create, PODS, obj)
+    cluster.call(cluster.registry.update_status, PODS, "default", name, {
+        "phase": "Running", "podIP": "10.244.1.5", "hostIP": "10.244.1.1",
+        "containerStatuses": [{"name": "kubia", "ready": True, "restartCount": 0,
+                               "image": "kubia", "imageID": "", "started": True,
+                               "state": {"running": {"startedAt": "2024-01-01T00:00:00Z"}}}]})
+
+
+def test_discovery_and_get(cluster: Cluster) -> None:
+    code, out, err = cluster.kubectl("api-resources")
+    assert code == 0, err
+    for short in ("po", "rc", "svc", "no", "ep", "ev", "ns"):
+        assert f" {short} " in out
+    running_pod(cluster, "kubia-abcde")
+    code, out, err = cluster.kubectl("get", "pods")
+    assert code == 0, err
+    assert "kubia-abcde" in out
+    code, out, err = cluster.kubectl("get", "po", "kubia-abcde", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["status"]["podIP"] == "10.244.1.5"
+    code, out, err = cluster.kubectl("get", "pods", "-l", "app=nothing")
+    assert code == 0 and "No resources found" in err
+    code, out, err = cluster.kubectl("describe", "pod", "kubia-abcde")
+    assert code == 0, err
+    assert "kubia-abcde" in out
+
+
+def test_errors_as_kubectl_prints_them(cluster: Cluster, tmp_path: Path) -> None:
+    code, _, err = cluster.kubectl("get", "pod", "nope")
+    assert code == 1 and err.strip() == 'Error from server (NotFound): pods "nope" not found'
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(POD_YAML)
+    assert (cluster.kubectl("create", "-f", str(manifest)))[0] == 0
+    code, _, err = cluster.kubectl("create", "-f", str(manifest))
+    assert code == 1
+    assert 'Error from server (AlreadyExists): error when creating' in err
+    assert 'pods "kubia-manual" already exists' in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(RC_YAML.format(replicas=2, image="kubia").replace("kubia\nspec",
+                                                                     "Bad_Name\nspec"))
+    code, _, err = cluster.kubectl("create", "-f", str(bad))
+    assert code == 1, err
+    assert 'ReplicationController "Bad_Name" is invalid: metadata.name' in err
+
+
+def test_wrong_token_is_unauthorized(cluster: Cluster) -> None:
+    code, _, err = cluster.kubectl("--token=not-the-token", "get", "pods")
+    assert code == 1 and "error: You must be logged in to the server" in err
+
+
+def test_create_manifests(cluster: Cluster, tmp_path: Path) -> None:
+    for name, text in (("pod", POD_YAML), ("rc", RC_YAML.format(replicas=3, image="kubia")),
+                       ("svc", SVC_YAML)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        code, out, err = cluster.kubectl("create", "-f", str(path))
+        assert code == 0, err
+        assert "created" in out
+    code, out, err = cluster.kubectl("get", "rc,svc", "-o", "name")
+    assert code == 0, err
+    assert "replicationcontroller/kubia" in out and "service/kubia-http" in out
+
+
+def test_apply_unchanged_and_configured(cluster: Cluster, tmp_path: Path) -> None:
+    path = tmp_path / "rc.yaml"
+    path.write_text(RC_YAML.format(replicas=2, image="kubia"))
+    code, out, err = cluster.kubectl("apply", "-f", str(path))
+    assert code == 0 and "created" in out, err
+    code, out, err = cluster.kubectl("apply", "-f", str(path))
+    assert code == 0 and "unchanged" in out, err
+    path.write_text(RC_YAML.format(replicas=5, image="kubia:v2"))
+    code, out, err = cluster.kubectl("apply", "-f", str(path))
+    assert code == 0 and "configured" in out, err
+    rc = cluster.call(cluster.registry.get, REPLICATION_CONTROLLERS, "default", "kubia")
+    assert rc["spec"]["replicas"] == 5
+    assert rc["spec"]["template"]["spec"]["containers"][0]["image"] == "kubia:v2"
+
+
+def test_scale_rc(cluster: Cluster, tmp_path: Path) -> None:
+    path = tmp_path / "rc.yaml"
+    path.write_text(RC_YAML.format(replicas=1, image="kubia"))
+    assert (cluster.kubectl("create", "-f", str(path)))[0] == 0
+    code, out, err = cluster.kubectl("scale", "rc", "kubia", "--replicas=3")
+    assert code == 0, err
+    assert "scaled" in out
+    rc = cluster.call(cluster.registry.get, REPLICATION_CONTROLLERS, "default", "kubia")
+    assert rc["spec"]["replicas"] == 3
+    code, out, err = cluster.kubectl("scale", "rc", "kubia", "--current-replicas=3",
+                                           "--replicas=2")
+    assert code == 0, err
+    assert cluster.call(cluster.registry.get, REPLICATION_CONTROLLERS, "default", "kubia")[
+        "spec"]["replicas"] == 2
+
+
+def test_get_pods_watch_receives_an_event(cluster: Cluster) -> None:
+    running_pod(cluster, "first")
+    process = subprocess.Popen(cluster.kubectl_argv("get", "pods", "-w"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(2)]
+        assert b"NAME" in lines[0] and b"first" in lines[1]
+        running_pod(cluster, "second")
+        # `second` arrives as an ADDED and then a MODIFIED (its status): one line each.
+        assert b"second" in process.stdout.readline()
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+        if process.stdout:
+            process.stdout.close()
+        if process.stderr:
+            process.stderr.close()
+
+
+async def fake_node(cluster: Cluster) -> None:
+    """Finalizes terminating pods at once (what a node does after stopping them)."""
+    async with cluster.registry.watch(PODS) as watch:
+        async for event in watch:
+            obj = event.object
+            if event.type == "MODIFIED" and is_terminating(obj):
+                cluster.registry.delete(PODS, obj["metadata"]["namespace"],
+                                        obj["metadata"]["name"], grace_period_seconds=0)
+
+
+def test_delete_pod_waits_for_the_node(cluster: Cluster) -> None:
+    running_pod(cluster, "doomed")
+    node = cluster.portal.start_task_soon(fake_node, cluster)
+    try:
+        code, out, err = cluster.kubectl("delete", "pod", "doomed", timeout=20)
+    finally:
+        node.cancel()
+    assert code == 0, err
+    assert 'pod "doomed" deleted' in out
+    assert cluster.call(cluster.registry.try_get, PODS, "default", "doomed") is None
+
+
+def test_logs_and_exec_refusal(cluster: Cluster) -> None:
+    from miniorch.core import podfiles
+    running_pod(cluster, "talker")
+    obj = cluster.call(cluster.registry.get, PODS, "default", "talker")
+    directory = podfiles.pod_dir(cluster.home / "pods", "default", "talker",
+                                 obj["metadata"]["uid"])
+    log = podfiles.container_log(directory, "kubia", 0)
+    log.parent.mkdir(parents=True)
+    log.write_text(podfiles.format_log_line("stdout", "Kubia server starting..."))
+    code, out, err = cluster.kubectl("logs", "talker")
+    assert code == 0, err
+    assert out == "Kubia server starting...\n"
+
+
+def test_exec_through_kubectl(cluster: Cluster) -> None:
+    running_pod(cluster, "shell")
+    code, out, err = cluster.kubectl("exec", "shell", "--", "sh", "-c",
+                                           "echo hi; echo oops >&2; exit 0")
+    assert code == 0, err
+    assert out == "hi\n" and "oops" in err
+    code, out, err = cluster.kubectl("exec", "shell", "--", "sh", "-c", "exit 7")
+    assert code == 7, (out, err)
+    code, out, err = cluster.kubectl("exec", "-i", "shell", "--", "cat",
+                                           stdin=b"piped\n")
+    assert code == 0 and out == "piped\n", err
+
+
+# ---- the official Python client ------------------------------------------------------------
+
+def python_client(cluster: Cluster) -> Any:
+    from kubernetes import client, config
+    api_client = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    return client.CoreV1Api(api_client)
+
+
+def test_python_client_crud_watch_and_scale(cluster: Cluster) -> None:
+    from kubernetes import watch
+
+    def scenario() -> dict[str, Any]:
+        v1 = python_client(cluster)
+        try:
+            return run(v1)
+        finally:
+            v1.api_client.close()
+
+    def run(v1: Any) -> dict[str, Any]:
+        body = {"metadata": {"name": "py"}, "spec": {"containers": [
+            {"name": "c", "image": "kubia"}]}}
+        created = v1.create_namespaced_pod("default", body)
+        listed = v1.list_namespaced_pod("default")
+        patched = v1.patch_namespaced_pod("py", "default",
+                                          {"metadata": {"labels": {"patched": "yes"}}})
+        events = []
+        for event in watch.Watch().stream(v1.list_namespaced_pod, "default",
+                                          resource_version=created.metadata.resource_version,
+                                          timeout_seconds=1):
+            events.append((event["type"], event["object"].metadata.name))
+        rc = {"metadata": {"name": "rc"}, "spec": {"replicas": 1, "selector": {"a": "b"},
+              "template": {"metadata": {"labels": {"a": "b"}},
+                           "spec": {"containers": [{"name": "c", "image": "kubia"}]}}}}
+        v1.create_namespaced_replication_controller("default", rc)
+        scale = v1.patch_namespaced_replication_controller_scale(
+            "rc", "default", {"spec": {"replicas": 4}})
+        deleted = v1.delete_namespaced_pod("py", "default")
+        return {"created": created.metadata.name, "listed": [p.metadata.name for p in
+                                                             listed.items],
+                "labels": patched.metadata.labels, "events": events,
+                "scale": (scale.spec.replicas, scale.status.selector),
+                "deleted": deleted.metadata.name}
+
+    result = scenario()
+    assert result["created"] == "py" and result["listed"] == ["py"]
+    assert result["labels"] == {"patched": "yes"}
+    assert ("MODIFIED", "py") in result["events"]
+    assert result["scale"] == (4, "a=b")
+    assert result["deleted"] == "py"
+    rc = cluster.call(cluster.registry.get, REPLICATION_CONTROLLERS, "default", "rc")
+    assert rc["spec"]["replicas"] == 4
+
+
+def test_python_client_load_kube_config_and_exec(cluster: Cluster) -> None:
+    running_pod(cluster, "pyexec")
+
+    def scenario() -> tuple[str, list[str], str]:
+        from kubernetes import client, config
+        from kubernetes.stream import stream
+        config.load_kube_config(config_file=str(cluster.kubeconfig))
+        v1 = client.CoreV1Api()
+        version_api = client.VersionApi()
+        try:
+            names = [n.metadata.name for n in v1.list_namespace().items]
+            out = stream(v1.connect_get_namespaced_pod_exec, "pyexec", "default",
+                         command=["sh", "-c", "echo from-python"], stderr=True, stdin=False,
+                         stdout=True, tty=False)
+            version = version_api.get_code().git_version
+        finally:
+            v1.api_client.close()
+            version_api.api_client.close()
+        return out, names, version
+
+    out, names, version = scenario()
+    assert out == "from-python\n"
+    assert "kube-node-lease" in names
+    assert version.startswith("v1.32")
