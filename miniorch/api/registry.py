@@ -47,6 +47,7 @@ class Registry:
         self.store = store
         self.clock = clock or SystemClock()
         self.network = network or NetworkSettings()
+        self._event_index: dict[tuple[str, str, str, str, str], tuple[str, str]] | None = None
 
     # ---- bootstrap ---------------------------------------------------------------
 
@@ -294,14 +295,21 @@ class Registry:
                "resourceVersion": meta.get("resourceVersion", "")}
         if not ref["namespace"]:
             ref.pop("namespace")
-        items, _ = self.store.list(EVENTS, namespace, fields=FieldSelector.parse(
-            f"involvedObject.uid={ref['uid']},reason={reason}"))
-        for existing in items:
-            if existing.get("message") == message and existing.get("type") == type:
-                def bump(ev: Obj) -> None:
-                    ev["count"] = int(ev.get("count", 1)) + 1
-                    ev["lastTimestamp"] = rfc3339(now)
-                return self.store.mutate(EVENTS, namespace, existing["metadata"]["name"], bump)
+        # Repeats fold into one Event (count, lastTimestamp). The index is built from the
+        # store once, then kept: scanning every Event per call made bursts quadratic.
+        if self._event_index is None:
+            self._event_index = {}
+            events, _ = self.store.list(EVENTS)
+            for ev in events:
+                self._event_index[self._event_key(ev)] = (
+                    ev["metadata"]["namespace"], ev["metadata"]["name"])
+        key = (namespace, str(ref["uid"]), reason, message, type)
+        known = self._event_index.get(key)
+        if known is not None and self.store.try_get(EVENTS, *known) is not None:
+            def bump(ev: Obj) -> None:
+                ev["count"] = int(ev.get("count", 1)) + 1
+                ev["lastTimestamp"] = rfc3339(now)
+            return self.store.mutate(EVENTS, known[0], known[1], bump)
         source: Obj = {"component": component}
         if host:
             source["host"] = host
@@ -312,7 +320,14 @@ class Registry:
             "count": 1, "reportingComponent": component, "reportingInstance": host,
         }
         # eventTime stays unset, as client-go's core/v1 recorder leaves it.
-        return self.store.create(EVENTS, event)
+        created = self.store.create(EVENTS, event)
+        self._event_index[key] = (namespace, created["metadata"]["name"])
+        return created
+
+    @staticmethod
+    def _event_key(ev: Obj) -> tuple[str, str, str, str, str]:
+        return (ev["metadata"].get("namespace", ""), str(ev.get("involvedObject", {}).get("uid")),
+                str(ev.get("reason")), str(ev.get("message")), str(ev.get("type")))
 
     # ---- helpers -----------------------------------------------------------------
 

@@ -57,11 +57,11 @@ def merge_key(path: tuple[str, ...], *, kind: str) -> str | None:
 def last_applied_json(obj: Obj) -> str:
     """The annotation's value: the object without the annotation, compact JSON + \\n."""
     clean = copy.deepcopy(obj)
-    annotations = (clean.get("metadata") or {}).get("annotations")
-    if isinstance(annotations, dict):
-        annotations.pop(LAST_APPLIED, None)
-        if not annotations:
-            del clean["metadata"]["annotations"]
+    metadata = clean.setdefault("metadata", {})
+    # kubectl always writes the annotations map, empty if it held only this one.
+    annotations = dict(metadata.get("annotations") or {})
+    annotations.pop(LAST_APPLIED, None)
+    metadata["annotations"] = annotations
     return json.dumps(clean, sort_keys=True, separators=(",", ":")) + "\n"
 
 
@@ -107,9 +107,8 @@ def _diff_maps(original: Obj, modified: Obj, path: tuple[str, ...], *, kind: str
                                    ignore_changes=ignore_changes)
             elif orig != mod and not ignore_changes:
                 patch[key] = mod
-        elif orig != mod or type(orig) is not type(mod):
-            if not ignore_changes:
-                patch[key] = mod
+        elif (orig != mod or type(orig) is not type(mod)) and not ignore_changes:
+            patch[key] = mod
     if not ignore_deletions:
         for key in original:
             if key not in modified:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,18 +49,60 @@ class ClusterConfig:
 
 
 def load_config(path: Path, *, context: str | None = None) -> ClusterConfig:
-    """Read a kubeconfig (the API's `load_kubeconfig`) for its current (or named) context."""
+    """Read a kubeconfig for its current (or named) context.
+
+    The common case (the block YAML miniorch writes) goes through a small fast reader;
+    anything else goes through the API's `load_kubeconfig` (PyYAML)."""
+    from miniorch.cli import kubeconfig_fast
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise CliError(
+            f"no kubeconfig at {path}: is the cluster running? Start it with `miniorch up`."
+        ) from None
+    except OSError as exc:
+        raise CliError(f"cannot read kubeconfig {path}: {exc.strerror}") from None
+    doc = kubeconfig_fast.parse(text)
+    fast = _resolve(doc, path, context) if doc is not None else None
+    if fast is not None:
+        return fast
     from miniorch.api.kubeconfig import KubeConfigError, load_kubeconfig
 
-    if not path.exists():
-        raise CliError(
-            f"no kubeconfig at {path}: is the cluster running? Start it with `miniorch up`.")
     try:
         kc = load_kubeconfig(path, context=context)
     except KubeConfigError as exc:
         raise CliError(str(exc)) from None
     return ClusterConfig(server=kc.server.rstrip("/"), ca_data=kc.ca_pem.decode(),
                          token=kc.token, namespace=kc.namespace)
+
+
+def _resolve(doc: dict[str, Any], path: Path, context: str | None) -> ClusterConfig | None:
+    """The current context's cluster and user; None when anything is not plain."""
+    import base64
+
+    def named(section: str, name: str) -> dict[str, Any] | None:
+        for entry in doc.get(section) or []:
+            if isinstance(entry, dict) and entry.get("name") == name:
+                body = entry.get(section[:-1])
+                return body if isinstance(body, dict) else None
+        return None
+
+    ctx = named("contexts", str(context or doc.get("current-context") or ""))
+    if ctx is None:
+        return None
+    cluster = named("clusters", str(ctx.get("cluster", "")))
+    user = named("users", str(ctx.get("user", "")))
+    if cluster is None or user is None or not cluster.get("server") \
+            or not cluster.get("certificate-authority-data") or not user.get("token"):
+        return None
+    try:
+        ca = base64.b64decode(str(cluster["certificate-authority-data"])).decode()
+    except ValueError:
+        return None
+    return ClusterConfig(server=str(cluster["server"]).rstrip("/"), ca_data=ca,
+                         token=str(user["token"]), namespace=str(ctx.get("namespace") or
+                                                                 "default"))
 
 
 class Response:
@@ -170,7 +211,7 @@ class Client:
                 self.close()
                 raise CliError(f"tls: failed to verify certificate: {exc.verify_message}"
                                ) from None
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 self.close()
                 raise CliError(f"the server {self.config.hostport} did not answer in time"
                                ) from None
@@ -212,7 +253,7 @@ def _status_error(code: int, data: bytes, *, path: str) -> StatusError:
         reason = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
                   405: "MethodNotAllowed", 409: "Conflict", 415: "UnsupportedMediaType",
                   500: "InternalError", 503: "ServiceUnavailable"}.get(code, "")
-        message = (f"the server could not find the requested resource" if code == 404
+        message = ("the server could not find the requested resource" if code == 404
                    else text or f"the server responded with the status code {code}")
         if code == 401:
             message = "the server has asked for the client to provide credentials"

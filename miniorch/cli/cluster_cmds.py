@@ -41,10 +41,9 @@ def cmd_dashboard(ctx: Context, args: argparse.Namespace) -> int:
     url = f"{ctx.config.server}/dashboard/"
     ctx.out(f"Dashboard: {url}\n")
     if not args.url:
+        import contextlib
         import webbrowser
 
-        try:
+        with contextlib.suppress(webbrowser.Error):
             webbrowser.open(url)
-        except webbrowser.Error:
-            pass
     return 0

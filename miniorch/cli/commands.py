@@ -49,10 +49,10 @@ def resolve_targets(args: list[str]) -> list[tuple[Resource, list[str]]]:
         targets: list[tuple[Resource, list[str]]] = []
         for arg in args:
             if "/" not in arg:
-                raise CliError(f"there is no need to specify a resource type as a separate "
-                               f"argument when passing arguments in resource/name form "
-                               f"(e.g. 'miniorch get resource/<resource_name>' instead of "
-                               f"'miniorch get resource resource/<resource_name>'")
+                raise CliError("there is no need to specify a resource type as a separate "
+                               "argument when passing arguments in resource/name form "
+                               "(e.g. 'miniorch get resource/<resource_name>' instead of "
+                               "'miniorch get resource resource/<resource_name>'")
             kind, _, name = arg.partition("/")
             resource = lookup_resource(kind)
             if targets and targets[-1][0] == resource:
@@ -100,7 +100,7 @@ def cmd_get(ctx: Context, a: argparse.Namespace) -> int:
         query["fieldSelector"] = a.field_selector
     if output in ("", "wide"):
         return _get_tables(ctx, a, targets, query, all_ns)
-    if output not in ("json", "yaml", "name") and not output.startswith(("jsonpath", "go-template")):
+    if output not in ("json", "yaml", "name") and not output.startswith("jsonpath"):
         raise CliError(f'unable to match a printer suitable for the output format "{output}", '
                        "allowed formats are: json,jsonpath,jsonpath-as-json,jsonpath-file,name,"
                        "wide,yaml")
@@ -215,9 +215,9 @@ def _get_tables(ctx: Context, a: argparse.Namespace, targets: list[tuple[Resourc
         printed_any = True
     for message in errors:
         ctx.err(message + "\n")
-    if not any_rows and not errors and not (a.watch or a.watch_only):
-        if not any(names for _, names in targets):
-            _no_resources(ctx, [r for r, _ in targets], all_ns)
+    if not any_rows and not errors and not (a.watch or a.watch_only) \
+            and not any(names for _, names in targets):
+        _no_resources(ctx, [r for r, _ in targets], all_ns)
     if (a.watch or a.watch_only) and targets:
         resource, names = targets[0]
         if multi:
@@ -705,7 +705,7 @@ def cmd_apply(ctx: Context, a: argparse.Namespace) -> int:
 
 def _change_map(ctx: Context, a: argparse.Namespace, field: str, verb: str) -> int:
     args = list(a.args)
-    changes = [x for x in args if "=" in x or (x.endswith("-") and len(x) > 1 and "/" not in x[-2:])]
+    changes = [x for x in args if "=" in x or (x.endswith("-") and "/" not in x)]
     targets_args = [x for x in args if x not in changes]
     if not changes:
         raise CliError(f"at least one {field[:-1]} update is required")
@@ -755,7 +755,7 @@ def cmd_annotate(ctx: Context, a: argparse.Namespace) -> int:
 
 
 def pick_container(ctx: Context, pod: Obj, wanted: str | None) -> str:
-    containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
+    containers = [str(c.get("name", "")) for c in (pod.get("spec") or {}).get("containers") or []]
     name = (pod.get("metadata") or {}).get("name", "")
     if wanted:
         if wanted not in containers:
@@ -763,8 +763,8 @@ def pick_container(ctx: Context, pod: Obj, wanted: str | None) -> str:
         return wanted
     annotated = ((pod.get("metadata") or {}).get("annotations") or {}).get(
         "kubectl.kubernetes.io/default-container")
-    if annotated in containers:
-        return str(annotated)
+    if isinstance(annotated, str) and annotated in containers:
+        return annotated
     if not containers:
         raise CliError(f"pod {name} has no containers")
     if len(containers) > 1:

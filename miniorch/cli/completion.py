@@ -6,6 +6,7 @@ completion never hangs on a stopped cluster. zsh reuses the bash function throug
 `bashcompinit`, as kubectl's own zsh script once did.
 """
 
+# ruff: noqa: E501 (the bash script's case patterns cannot be wrapped)
 from __future__ import annotations
 
 import argparse

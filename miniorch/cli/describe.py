@@ -123,7 +123,7 @@ def _annotations_multiline(out: _Out, title: str, annotations: dict[str, str] | 
     for i, key in enumerate(sorted(shown)):
         if i:
             out.w(0, "\t")
-        line = f"{key}={shown[key]}"
+        line = f"{key}: {shown[key]}"
         out.w(0, (line[:_MAX_ANNOTATION_LEN] + "...\n") if len(line) > _MAX_ANNOTATION_LEN
               else f"{line}\n")
 
@@ -207,7 +207,8 @@ def _probe(probe: Obj) -> str:
         t = probe["tcpSocket"]
         return f"tcp-socket {t.get('host', '')}:{t.get('port', '')} {attrs}"
     if probe.get("grpc"):
-        return f"grpc <pod>:{probe['grpc'].get('port', '')} {probe['grpc'].get('service', '')} {attrs}"
+        grpc = probe["grpc"]
+        return f"grpc <pod>:{grpc.get('port', '')} {grpc.get('service', '')} {attrs}"
     return f"unknown {attrs}"
 
 
@@ -285,7 +286,7 @@ def _containers(out: _Out, label: str, containers: list[Obj], statuses: list[Obj
         env = c.get("env") or []
         out.w(2, "Environment:" + ("\t<none>" if not env else "") + "\n")
         for e in env:
-            if "valueFrom" in e and e["valueFrom"]:
+            if e.get("valueFrom"):
                 ref = e["valueFrom"].get("fieldRef")
                 if ref:
                     out.w(3, f"{e.get('name')}:\t ({ref.get('apiVersion', 'v1')}:"
@@ -328,8 +329,8 @@ def _volumes(out: _Out, volumes: list[Obj] | None, *, space: str = "") -> None:
 def qos_class(pod: Obj) -> str:
     if (pod.get("status") or {}).get("qosClass"):
         return str(pod["status"]["qosClass"])
-    containers = [*(pod.get("spec") or {}).get("containers") or [],
-                  *(pod.get("spec") or {}).get("initContainers") or []]
+    spec = pod.get("spec") or {}
+    containers = [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
     any_set = False
     guaranteed = True
     for c in containers:
@@ -476,7 +477,7 @@ def describe_service(svc: Obj, endpoints: Obj | None, events: list[Obj] | None) 
     out.w(0, f"Namespace:\t{meta.get('namespace', '')}\n")
     _labels_multiline(out, "Labels", meta.get("labels"))
     _annotations_multiline(out, "Annotations", meta.get("annotations"))
-    out.w(0, f"Selector:\t{_format_labels(spec.get('selector')) if spec.get('selector') else ''}\n")
+    out.w(0, f"Selector:\t{_format_labels(spec.get('selector'))}\n")
     out.w(0, f"Type:\t{spec.get('type', '')}\n")
     if spec.get("ipFamilyPolicy"):
         out.w(0, f"IP Family Policy:\t{spec['ipFamilyPolicy']}\n")
@@ -546,7 +547,6 @@ def describe_namespace(ns: Obj) -> str:
     _labels_multiline(out, "Labels", meta.get("labels"))
     _annotations_multiline(out, "Annotations", meta.get("annotations"))
     out.w(0, f"Status:\t{(ns.get('status') or {}).get('phase', '')}\n")
-    out.w(0, "\nNo resource quota.\n\nNo LimitRange resource.\n")
     return out.text()
 
 
@@ -579,11 +579,11 @@ def describe_node(node: Obj, pods: list[Obj] | None, events: list[Obj] | None,
     meta, spec, status = (node.get("metadata") or {}, node.get("spec") or {},
                           node.get("status") or {})
     labels = meta.get("labels") or {}
-    roles = sorted({k.split("/", 1)[1] for k in labels
-                    if k.startswith("node-role.kubernetes.io/") and "/" in k}
-                   | ({labels["kubernetes.io/role"]} if labels.get("kubernetes.io/role") else set()))
+    roles = {k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/")}
+    if labels.get("kubernetes.io/role"):
+        roles.add(labels["kubernetes.io/role"])
     out.w(0, f"Name:\t{meta.get('name', '')}\n")
-    out.w(0, f"Roles:\t{','.join(roles) or '<none>'}\n")
+    out.w(0, f"Roles:\t{','.join(sorted(roles)) or '<none>'}\n")
     _labels_multiline(out, "Labels", labels)
     _annotations_multiline(out, "Annotations", meta.get("annotations"))
     out.w(0, f"CreationTimestamp:\t{rfc1123z(meta.get('creationTimestamp'))}\n")
@@ -780,7 +780,7 @@ def describe_object(client: Client, resource: Resource, obj: Obj) -> str:
             lease = client.get(
                 f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}")
         except StatusError as exc:
-            lease_error = exc.render()
+            lease_error = exc.status.get("message") or exc.render()
         return describe_node(obj, pods, _events_for(client, obj, namespaced=False), lease,
                              lease_error)
 

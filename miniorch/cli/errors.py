@@ -22,7 +22,7 @@ class CliError(Exception):
         return f"error: {self}"
 
 
-class ExitCode(Exception):  # noqa: N818 (a control-flow signal, not an error)
+class ExitCode(Exception):
     """Leave with this exit code and print nothing more (exec's remote exit status)."""
 
     def __init__(self, code: int) -> None:
@@ -76,7 +76,8 @@ class StatusError(CliError):
             return head
         message = str(self.status.get("message") or "")
         if not message:
-            message = f"an error on the server ({self.code}) has prevented the request from succeeding"
+            message = (f"an error on the server ({self.code}) has prevented the request "
+                       "from succeeding")
         reason = self.reason
         if reason and reason != "Unknown":
             return f"Error from server ({reason}): {message}"

@@ -148,12 +148,20 @@ async def _pump(ws: Any, stdin_fd: int, tty: bool, *, v5: bool) -> int:
                 return
             except OSError:
                 data = b""
+            # A full mailbox (slow socket) drops nothing: we stop reading until it drains.
             try:
                 send.send_nowait(data)
             except anyio.WouldBlock:
-                pass  # a slow socket: the bytes stay queued in the kernel next time
+                loop.remove_reader(stdin_fd)
+                tg.start_soon(_resume, data)
+                return
             if not data:
                 loop.remove_reader(stdin_fd)
+
+        async def _resume(data: bytes) -> None:
+            await send.send(data)
+            if data:
+                loop.add_reader(stdin_fd, readable)
 
         loop.add_reader(stdin_fd, readable)
         try:

@@ -204,9 +204,7 @@ def _execute(nodes: list[_Node], root: Any, current: Any, out: list[str]) -> Non
             out.append(_print_results(_evaluate(node.steps, root, current)))
         else:
             for value in _evaluate(node.steps, root, current):
-                items = value if isinstance(value, list) else (
-                    list(value.values()) if isinstance(value, dict) else [value])
-                for item in items:
+                for item in (value if isinstance(value, list) else [value]):
                     _execute(node.body, root, item, out)
 
 

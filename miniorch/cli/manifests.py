@@ -52,15 +52,29 @@ def yaml_error_message(exc: Exception) -> str:
     return f"yaml: {exc}"
 
 
+def _split_documents(text: str) -> list[str]:
+    chunks: list[list[str]] = [[]]
+    for line in text.splitlines(keepends=True):
+        if line.startswith("---") and not line[3:].strip():
+            chunks.append([])
+        else:
+            chunks[-1].append(line)
+    return ["".join(c) for c in chunks if "".join(c).strip()]
+
+
 def parse_documents(text: str, *, source: str) -> list[Obj]:
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        docs = list(yaml.load_all(text, Loader=loader))
-    except yaml.YAMLError as exc:
-        raise CliError(f"error parsing {source}: error converting YAML to JSON: "
-                       f"{yaml_error_message(exc)}") from None
+    docs: list[Any] = []
+    # kubectl splits the stream at `---` lines first and converts each document on its
+    # own, so its error line numbers count from the start of the failing document.
+    for chunk in _split_documents(text):
+        try:
+            docs.append(yaml.load(chunk, Loader=loader))
+        except yaml.YAMLError as exc:
+            raise CliError(f"error parsing {source}: error converting YAML to JSON: "
+                           f"{yaml_error_message(exc)}") from None
     objects: list[Obj] = []
     for doc in docs:
         if doc is None:
@@ -76,8 +90,7 @@ def parse_documents(text: str, *, source: str) -> list[Obj]:
             import json
             raise CliError(f'unable to decode "{source}": Object \'Kind\' is missing in '
                            f"'{json.dumps(doc, separators=(',', ':'))}'")
-        if doc.get("kind") == "List" or str(doc.get("kind", "")).endswith("List") \
-                and isinstance(doc.get("items"), list):
+        if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
             objects.extend(item for item in doc.get("items") or [] if isinstance(item, dict))
         else:
             objects.append(doc)

@@ -136,7 +136,7 @@ def to_yaml(obj: Any) -> str:
     def represent_str(dumper: Any, data: str) -> Any:
         if "\n" in data:
             return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
-        implicit = resolver.resolve(yaml.ScalarNode, data, (True, False))
+        implicit = resolver.resolve(yaml.ScalarNode, data, (True, False))  # type: ignore[no-untyped-call]
         if implicit != "tag:yaml.org,2002:str" or data == "":
             return dumper.represent_scalar("tag:yaml.org,2002:str", data, style='"')
         return dumper.represent_scalar("tag:yaml.org,2002:str", data)

@@ -27,17 +27,14 @@ import structlog
 from anyio.abc import TaskStatus
 
 from miniorch.api.kinds import ENDPOINTS, REPLICATION_CONTROLLERS, SERVICES
-from miniorch.api.kubeconfig import write_kubeconfig
 from miniorch.api.registry import Registry
 from miniorch.api.server import ApiServer
 from miniorch.api.store import Store
-from miniorch.api.tls import ensure_tls
 from miniorch.controllers.manager import ControllerManager
 from miniorch.core.clock import Clock, SystemClock
 from miniorch.core.objects import NodeName, Obj
 from miniorch.core.settings import Settings
-from miniorch.images.build import build
-from miniorch.images.store import ImageStore
+from miniorch.images import ImageStore, build
 from miniorch.node.kubelet import Kubelet
 from miniorch.node.runtime import SandboxRuntime
 from miniorch.proxy import ServiceProxy
@@ -120,11 +117,9 @@ class Cluster:
     async def _start(self, tg: anyio.abc.TaskGroup, registry: Registry,
                      host_network: HostNetwork, task_status: TaskStatus[str | None]) -> None:
         settings = self.settings
-        tls = ensure_tls(settings.tls_dir, ips=[settings.api_host, "10.96.0.1"])
-        await tg.start(ApiServer(settings=settings, registry=registry, clock=self.clock,
-                                 tls=tls).run)
-        write_kubeconfig(settings.kubeconfig_path, server=settings.api_url,
-                         ca_pem=tls.ca_pem, token=tls.token)
+        # The API server makes (or reuses) the CA, certificate and token, and writes
+        # the kubeconfig once its port is bound.
+        await tg.start(ApiServer(settings=settings, registry=registry, clock=self.clock).run)
         self.report(f"API server listening at {settings.api_url} "
                     f"({self.times.mark('api'):.2f}s)")
 
@@ -138,7 +133,7 @@ class Cluster:
 
         await tg.start(ControllerManager(registry=registry, settings=settings,
                                          clock=self.clock).run)
-        runtime = SandboxRuntime(settings=settings, images=images, host_network=host_network)
+        runtime = SandboxRuntime(images=images)  # host_network: set up above, once
         async with anyio.create_task_group() as nodes_tg:
             for index in range(1, settings.nodes + 1):
                 nodes_tg.start_soon(self._start_node, tg, index, registry, runtime)

@@ -137,7 +137,7 @@ async def _serve(settings: Settings, say: object) -> int:
     assert callable(report)
     # Whatever a crashed run left (or a run killed by -9) goes first: its bridge,
     # namespaces and processes would otherwise collide with ours.
-    removed = await cleanup_leftovers(bridge=settings.network.bridge_name, prefix="mo")
+    removed = await cleanup_leftovers(bridge=settings.network.bridge_name, prefix="mo-")
     if removed:
         report("progress", f"removed leftovers of a previous run: {removed}")
     report("progress", f"starting a {settings.nodes}-node cluster in {settings.home}")
@@ -196,4 +196,4 @@ def down(settings: Settings) -> int:
 
 async def _cleanup(settings: Settings) -> None:
     from miniorch.sandbox.cleanup import cleanup_leftovers
-    await cleanup_leftovers(bridge=settings.network.bridge_name, prefix="mo")
+    await cleanup_leftovers(bridge=settings.network.bridge_name, prefix="mo-")

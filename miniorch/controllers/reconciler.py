@@ -353,7 +353,3 @@ class Controller(Generic[K]):
             self.queue.add_rate_limited(key)
         else:
             self.queue.forget(key)
-
-
-def keys_of(objects: Iterable[Obj]) -> list[ObjectKey]:
-    return [ObjectKey.of(o) for o in objects]

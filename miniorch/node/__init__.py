@@ -13,8 +13,13 @@
     sandbox.json (pids, netns, ip) ──► read by the API server for `logs` and `exec`
 
 Modules: `kubelet` (Node, Lease, watch, dispatch), `podworker` (one pod's life),
-`status` (phase, conditions, QoS), `probes`, `mailbox`, `ipam`, `nodeinfo` (psutil
-capacity, nodeInfo), `config` (KubeletConfig knobs).
+`status` (phase, conditions, QoS), `probes`, `mailbox`, `ipam`, `events` (Events
+recorded off the critical path), `nodeinfo` (psutil capacity, nodeInfo), `config`
+(KubeletConfig knobs), `cri` (the runtime Protocol), `runtime`, `processes`.
+
+Performance: a burst of pods goes through the start path FCFS, `parallel_pod_starts`
+at a time per node (the rest wait in arrival order), so early pods run early; Events
+are queued and written once the burst is quiet.
 
 Invariants: the kubelet never deletes a pod it did not stop first; status is written
 only by the pod's own worker and only when it changed; stopping the kubelet stops

@@ -26,6 +26,9 @@ class KubeletConfig:
     fast_probe_interval: float = 0.05
     """Until a container's readiness probe first succeeds it is retried this often, so a
     fresh pod turns Ready within a fraction of a second (then every periodSeconds)."""
+    parallel_pod_starts: int = 4
+    """Pods of one node in their start path (sandbox, first container start) at once;
+    the rest queue in arrival order (2 cores: more only interleaves them)."""
     default_pids_max: int = 1024
     shutdown_grace_cap: float = 10.0
     """On kubelet stop (`miniorch down`), pods get min(their grace, this) to exit."""

@@ -5,8 +5,9 @@
 
 Recording an Event folds repeats (a lookup over the namespace's Events), which in a
 burst of pod starts costs more than the pod's status writes. So workers only enqueue;
-the sink records after a short pause, in batches, once the burst's status writes have
-gone out. Like client-go's recorder, it drops events rather than block a pod when the
+the sink records once the queue has been quiet for `quiet` seconds (a burst's status
+writes and process starts go first), or at the latest `max_delay` after the oldest
+queued event. Like client-go's recorder, it drops events rather than block a pod when the
 mailbox is full (and logs that it did).
 """
 
@@ -34,11 +35,12 @@ class _Event:
 
 
 class EventSink:
-    def __init__(self, registry: Registry, *, host: str, batch_delay: float = 0.05,
-                 capacity: int = 10_000) -> None:
+    def __init__(self, registry: Registry, *, host: str, quiet: float = 0.05,
+                 max_delay: float = 2.0, capacity: int = 10_000) -> None:
         self.registry = registry
         self.host = host
-        self.batch_delay = batch_delay
+        self.quiet = quiet
+        self.max_delay = max_delay
         self._send, self._receive = anyio.create_memory_object_stream[_Event](capacity)
         self.log = structlog.get_logger(__name__).bind(node=host)
 
@@ -71,9 +73,16 @@ class EventSink:
         task_status.started()
         try:
             async for event in self._receive:
+                batch = [event]
+                deadline = anyio.current_time() + self.max_delay
                 # Let the rest of a burst (status writes, process starts) go first.
-                await anyio.sleep(self.batch_delay)
-                self._write(event)
+                while anyio.current_time() < deadline:
+                    with anyio.move_on_after(self.quiet):
+                        batch.append(await self._receive.receive())
+                        continue
+                    break
+                for queued in batch:
+                    self._write(queued)
                 self.flush()
         finally:
             self.flush()

@@ -74,6 +74,7 @@ class Kubelet:
             name=name, host_ip=self.host_ip, registry=registry, settings=settings,
             clock=clock, runtime=runtime, config=self.config,
             ipam=IpAllocator(self.pod_cidr), events=self.events,
+            start_slots=anyio.CapacityLimiter(self.config.parallel_pod_starts),
             gateway=str(cluster.network_address + 1), prefix_len=cluster.prefixlen)
         self.workers: dict[ObjectUid, PodWorker] = {}
         self._finished: set[ObjectUid] = set()
@@ -191,8 +192,6 @@ class Kubelet:
                     node = self._post_node_status()
                 except NotFound:
                     node = self._register()  # someone deleted our Node: register again
-                    self._event(node, "Normal", "RegisteredNode",
-                                f"Node {self.name} re-registered")
                 self._renew_lease(node)
             except ApiError as exc:
                 self.log.warning("heartbeat failed", error=str(exc))

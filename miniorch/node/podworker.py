@@ -1,7 +1,8 @@
 """One pod worker per pod UID: sandbox, containers, probes, restarts, status, termination.
 
     Kubelet watch ──put(pod)──► Mailbox ──► PodWorker.run
-                                               ├─ _live: IP → sandbox (retry, back-off)
+                                               ├─ _live: IP → [start slot] sandbox (retry,
+                                               │    back-off) → first container starts
                                                │    └─ _supervise (one per container):
                                                │         image → start → logs + probes
                                                │         → exit → restart per policy,
@@ -13,7 +14,9 @@
 
 Invariants:
 - Only this worker writes this pod's status, and only when it changed; the status it
-  writes is computed from its own `ContainerView`s (never merged with what it read).
+  writes is computed from its own `ContainerView`s (never merged with what it read),
+  through the status subresource with a UID check (a namesake pod is never touched).
+- Events go to the node's EventSink queue, never straight to the store (see events.py).
 - A container is restarted only by its supervisor and never once `terminating` is set;
   a kill (deletion or removal) cannot be undone by a later update (Mailbox is sticky).
 - Kubelet stop (cancellation) stops the sandbox with a capped grace but leaves the pod
@@ -76,6 +79,8 @@ class NodeContext:
     config: KubeletConfig
     ipam: IpAllocator
     events: EventSink
+    start_slots: anyio.CapacityLimiter
+    """How many pods of this node may be in their start path at once."""
     gateway: str
     prefix_len: int
 
@@ -222,6 +227,7 @@ class PodWorker:
         self._last_status: Obj | None = None
         self._torn_down = False
         self.finished_before = False
+        self._first_attempts: dict[str, anyio.Event] = {}
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -291,17 +297,33 @@ class PodWorker:
         else:
             self.pod_ip = old_ip
         self._sync_status()
-        await self._create_sandbox()
+        containers = pod.get("spec", {}).get("containers") or []
         async with anyio.create_task_group() as tg:
-            for container in pod.get("spec", {}).get("containers") or []:
-                tg.start_soon(self._supervise, container)
+            # First come, first served: a burst of pods goes through the start path a
+            # few at a time, so the first pods run early instead of all of them late in
+            # lock-step. The slot is held until every container's first start attempt.
+            slot = self.ctx.start_slots
+            await self._create_sandbox(slot)  # returns holding the slot
+            try:
+                self._first_attempts = {str(c.get("name")): anyio.Event() for c in containers}
+                for container in containers:
+                    tg.start_soon(self._supervise, container)
+                for attempted in self._first_attempts.values():
+                    await attempted.wait()
+            finally:
+                slot.release_on_behalf_of(self)
         if phase(self.pod, list(self.views.values())) in ("Succeeded", "Failed"):
             # A finished pod keeps its status and IP but gives back its processes.
             with anyio.CancelScope(shield=True):
                 await self._teardown(grace=0, final=False)
             self._sync_status()
 
-    async def _create_sandbox(self) -> None:
+    def _first_attempt_done(self, name: str) -> None:
+        event = self._first_attempts.get(name)
+        if event is not None:
+            event.set()
+
+    async def _create_sandbox(self, slot: anyio.CapacityLimiter) -> None:
         cpu, memory = pod_limits(self.pod)
         config = SandboxConfig(
             pod_uid=self.uid, namespace=self.namespace, name=self.name,
@@ -312,24 +334,32 @@ class PodWorker:
             pod_dir=self.pod_dir)
         delay = 0.0
         while True:
+            await slot.acquire_on_behalf_of(self)
             try:
                 # Shielded: a half-created sandbox (veth up, cgroup made) must be
                 # recorded in self.sandbox so teardown can remove it.
                 with anyio.CancelScope(shield=True):
                     sandbox = await self.ctx.runtime.create_sandbox(config)
                 self.sandbox = sandbox
-                break
-            except RuntimeFailure as exc:
+                break  # keeps the slot: the caller releases it after the first starts
+            except BaseException as exc:
+                slot.release_on_behalf_of(self)
+                if not isinstance(exc, RuntimeFailure):
+                    raise
                 delay = (self.ctx.config.sandbox_backoff_base if not delay else
                          min(delay * 2, self.ctx.config.sandbox_backoff_cap))
                 self.log.warning("sandbox creation failed", error=str(exc), retry_in=delay)
                 self._event("Warning", "FailedCreatePodSandBox",
                             f"Failed to create pod sandbox: {exc}")
                 await anyio.sleep(delay)
-        self.sandbox_ready = True
-        # The runtime decides where the pod answers (ProcessRuntime: a loopback alias).
-        self.pod_ip = sandbox.ip
-        self._write_sandbox_file()
+        try:
+            self.sandbox_ready = True
+            # The runtime decides where the pod answers (ProcessRuntime: a loopback alias).
+            self.pod_ip = sandbox.ip
+            self._write_sandbox_file()
+        except BaseException:
+            slot.release_on_behalf_of(self)
+            raise
 
     def _write_sandbox_file(self) -> None:
         if self.sandbox is None:
@@ -374,6 +404,7 @@ class PodWorker:
             self._event("Warning", "Failed", message)
             self._event("Warning", "Failed", "Error: ErrImagePull")
             self._sync_status()
+            self._first_attempt_done(view.name)
             # ErrImagePull shows until the next sync notices the back-off, as in kubelet.
             await anyio.sleep(delay * 0.2)
             view.state = {"waiting": {"reason": "ImagePullBackOff",
@@ -412,6 +443,7 @@ class PodWorker:
             except RuntimeFailure as exc:
                 view.state = {"waiting": {"reason": "RunContainerError", "message": str(exc)}}
                 self._event("Warning", "Failed", f"Error: {exc}")
+                self._first_attempt_done(name)
                 exit_info = ExitInfo(exit_code=128)
             else:
                 started_at = rfc3339(self.ctx.clock.now())
@@ -451,6 +483,7 @@ class PodWorker:
         self._event("Normal", "Created", f"Created container {name}")
         self._event("Normal", "Started", f"Started container {name}")
         self._write_sandbox_file()
+        self._first_attempt_done(name)
         self.log.info("container started", container=name, pid=proc.pid,
                       restart_count=view.restart_count)
         log_file = _LogFile(podfiles.container_log(self.pod_dir, name, view.restart_count))

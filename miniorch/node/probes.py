@@ -9,6 +9,7 @@ Probes go to the pod IP (`target.ip`) as the kubelet's do; the messages are kube
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -85,6 +86,15 @@ class ProbeResult:
     message: str = ""
 
 
+def _reason(exc: OSError) -> str:
+    """`connection refused`, as Go prints it (anyio wraps the real error in a generic
+    "All connection attempts failed")."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+    if cause.errno:
+        return os.strerror(cause.errno).lower()
+    return (cause.strerror or str(cause)).lower()
+
+
 def _url(spec: ProbeSpec, host: str) -> str:
     return f"{spec.scheme.lower()}://{host}:{spec.port}{spec.path}"
 
@@ -98,8 +108,7 @@ async def _tcp(host: str, port: int, limit: float) -> ProbeResult:
     except TimeoutError:
         return ProbeResult(False, f"dial tcp {host}:{port}: i/o timeout")
     except OSError as exc:
-        reason = (exc.strerror or str(exc)).lower()
-        return ProbeResult(False, f"dial tcp {host}:{port}: connect: {reason}")
+        return ProbeResult(False, f"dial tcp {host}:{port}: connect: {_reason(exc)}")
 
 
 async def _http(spec: ProbeSpec, host: str) -> ProbeResult:
@@ -127,8 +136,8 @@ async def _http(spec: ProbeSpec, host: str) -> ProbeResult:
         return ProbeResult(False, f'Get "{url}": context deadline exceeded (Client.Timeout '
                                   "exceeded while awaiting headers)")
     except OSError as exc:
-        reason = (exc.strerror or str(exc)).lower()
-        return ProbeResult(False, f'Get "{url}": dial tcp {host}:{spec.port}: connect: {reason}')
+        return ProbeResult(False, f'Get "{url}": dial tcp {host}:{spec.port}: connect: '
+                                  f"{_reason(exc)}")
     status_line = received.split(b"\r\n", 1)[0].decode("latin-1", "replace")
     parts = status_line.split(" ", 2)
     if len(parts) < 2 or not parts[1].isdigit():

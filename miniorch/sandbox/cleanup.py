@@ -10,8 +10,8 @@ from a thread that was still alive).
 Everything is selected by name: netns, veths and cgroups whose name starts with
 `prefix` (the pod ids' prefix, e.g. ``mo-``), plus the named bridge and the links
 enslaved to it, so parallel clusters or tests with other prefixes are never touched.
-Order matters: processes first (they pin namespaces and cgroups), then netns (their
-deletion also removes the veth peers), then links, then cgroups.
+Order matters: processes first (they pin namespaces and cgroups), then the links (a
+veth would also vanish with its netns, but asynchronously), then netns and cgroups.
 """
 
 from __future__ import annotations
@@ -92,11 +92,6 @@ def _cleanup(*, bridge: str, prefix: str, state_dirs: Sequence[Path]) -> Cleanup
     for handle in handles:
         handle.destroy()  # waits until the killed processes are gone, then rmdir
         summary.cgroups.append(handle.name)
-    for name in network.list_netns(prefix):
-        mount_point = str(network.netns_path(name))
-        if network.delete_netns(name):
-            summary.netns.append(name)
-            summary.mounts.append(mount_point)
     doomed = {name for name, kind in network.list_links(prefix) if kind == "veth"}
     doomed.update(network.bridge_ports(bridge))
     for name in sorted(doomed):
@@ -104,6 +99,11 @@ def _cleanup(*, bridge: str, prefix: str, state_dirs: Sequence[Path]) -> Cleanup
             summary.links.append(name)
     if network.delete_link(bridge):
         summary.links.append(bridge)
+    for name in network.list_netns(prefix):
+        mount_point = str(network.netns_path(name))
+        if network.delete_netns(name):
+            summary.netns.append(name)
+            summary.mounts.append(mount_point)
     # Mounts in the host namespace under the state dirs (overlays normally live only in
     # containers' private mount namespaces, so this is for older or foreign leftovers).
     for mount_point in sorted(_mounts_under(state_dirs), key=len, reverse=True):

@@ -25,6 +25,9 @@ Invariants:
   PR_SET_PDEATHSIG fires when the *thread* that forked it exits.
 - create() either returns a working sandbox or leaves nothing behind; destroy() is
   idempotent and works on a half-created sandbox.
+- Keep the PodSandbox object while the pod should live: if it is garbage-collected its
+  socket closes, and on EOF the shim kills the pod (netns and cgroup stay until
+  destroy() or cleanup_leftovers()).
 """
 
 from __future__ import annotations
@@ -205,7 +208,7 @@ class _ShimChannel:
         return self.exits[pid]
 
     def close(self) -> None:
-        if not self.sock._closed:  # type: ignore[attr-defined]
+        if self.sock.fileno() != -1:
             anyio.notify_closing(self.sock)
             self.sock.close()
         self.closed = True
@@ -364,7 +367,8 @@ class PodSandbox:
             raise SandboxError(f"container {cspec.name} is already running")
         leaf = self.cgroup.child(f"c-{cspec.name}")
         # A restarted container starts clean: kill what its last run left behind.
-        await anyio.to_thread.run_sync(leaf.kill_all)
+        if leaf.pids():
+            await anyio.to_thread.run_sync(leaf.kill_all)
         env = dict(cspec.env)
         env.setdefault("PATH", DEFAULT_PATH)
         env.setdefault("HOSTNAME", self.spec.hostname)

@@ -302,9 +302,16 @@ def test_python_client_load_kube_config_and_exec(cluster: Cluster) -> None:
         version_api = client.VersionApi()
         try:
             names = [n.metadata.name for n in v1.list_namespace().items]
-            out = stream(v1.connect_get_namespaced_pod_exec, "pyexec", "default",
-                         command=["sh", "-c", "echo from-python"], stderr=True, stdin=False,
-                         stdout=True, tty=False)
+            # Not preloaded: the client's preloading path never closes its socket.
+            session = stream(v1.connect_get_namespaced_pod_exec, "pyexec", "default",
+                             command=["sh", "-c", "echo from-python; exit 4"], stderr=True,
+                             stdin=False, stdout=True, tty=False, _preload_content=False)
+            try:
+                session.run_forever(timeout=10)
+                assert session.returncode == 4
+                out = session.read_all()
+            finally:
+                session.close()
             version = version_api.get_code().git_version
         finally:
             v1.api_client.close()

@@ -87,3 +87,20 @@ async def test_dead_node_is_marked_and_its_pods_replaced(cluster: Any, run_actor
                             "lastHeartbeatTime": now, "lastTransitionTime": now}]})
         await cluster.wait_until(lambda: not node(cluster, "node-1")["spec"].get("taints"),
                                  NODES)
+
+
+def test_restart_gives_old_nodes_a_full_grace_period(cluster: Any) -> None:
+    cluster.add_node("node-1")
+    cluster.clock.advance(600)  # the cluster was down for 10 minutes
+    settings = Settings(node_grace_seconds=40, pod_eviction_seconds=5)
+    lifecycle = NodeLifecycleController(cluster.registry, settings, cluster.clock)
+    lifecycle.check()
+    assert condition(node(cluster, "node-1"), "Ready")["status"] == "True"  # type: ignore[index]
+    cluster.clock.advance(30)
+    renew_lease(cluster, "node-1")  # the restarted kubelet checks in
+    cluster.clock.advance(30)
+    lifecycle.check()
+    assert condition(node(cluster, "node-1"), "Ready")["status"] == "True"  # type: ignore[index]
+    cluster.clock.advance(41)
+    lifecycle.check()
+    assert condition(node(cluster, "node-1"), "Ready")["status"] == "Unknown"  # type: ignore[index]

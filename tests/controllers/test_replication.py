@@ -195,3 +195,33 @@ def test_deletion_rank_orders_like_active_pods() -> None:
     order = [p["metadata"]["name"] for p in sorted(pods, key=_deletion_rank)]
     assert order == ["unscheduled", "pending-bound", "running-not-ready", "ready-new",
                      "ready-old"]
+
+
+def test_expectations_lifecycle(cluster: Any) -> None:
+    from miniorch.controllers.expectations import Expectations
+    exp: Expectations[str] = Expectations(cluster.clock)
+    assert exp.satisfied("rc")
+    exp.expect_creations("rc", 2)
+    assert not exp.satisfied("rc")
+    exp.creation_observed("rc")
+    assert exp.pending("rc") == (1, 0)
+    exp.creation_observed("rc")
+    assert exp.satisfied("rc")
+    exp.expect_deletions("rc", {"default/a", "default/b"})
+    exp.deletion_observed("rc", "default/a")
+    assert not exp.satisfied("rc")
+    cluster.clock.advance(301)  # a lost event never wedges the controller
+    assert exp.satisfied("rc")
+
+
+async def test_unsatisfied_expectations_hold_back_creation(cluster: Any) -> None:
+    reconciler = ReplicationControllerReconciler(cluster.registry, clock=cluster.clock)
+    cluster.add_rc("kubia", 3)
+    key = ObjectKey("default", "kubia")
+    reconciler.expectations.expect_creations(key, 3)  # creates in flight, not yet seen
+    await reconciler.reconcile(key)
+    assert cluster.pods() == []
+    assert rc_status(cluster) == {"replicas": 0, "observedGeneration": 1}
+    reconciler.expectations.creation_observed(key, 3)
+    await reconciler.reconcile(key)
+    assert len(cluster.pods()) == 3

@@ -73,7 +73,7 @@ def test_config_from_instructions(store: ImageStore, context: Path, lines: list[
     layers = store.unpacked_layers(img)
     copied = [p / "srv/app/app.py" for p in layers if (p / "srv/app/app.py").exists()]
     assert copied and copied[0].read_text() == "print('hi')\n"
-    owned = [p / "opt/owned.py" for p in layers if (p / "opt/owned.py").exists()][0]
+    owned = next(p / "opt/owned.py" for p in layers if (p / "opt/owned.py").exists())
     assert (owned.stat().st_uid, owned.stat().st_gid) == (1000, 1000)
     raw = store.raw_config(img)
     assert raw["rootfs"]["type"] == "layers"
@@ -176,7 +176,7 @@ def test_dockerignore(store: ImageStore, context: Path) -> None:
     for hidden in ("ctx/app/secret.key", "ctx/app/logs", "ctx/notes.md"):
         assert not (top / hidden).exists(), hidden
     (context / "Dockerfile").write_text("FROM busybox\nCOPY notes.md /n\n")
-    with pytest.raises(BuildError, match="excluded by .dockerignore"):
+    with pytest.raises(BuildError, match=r"excluded by .dockerignore"):
         build(store, context, tag="ignore2")
 
 
@@ -216,7 +216,7 @@ def test_add_tar_with_escaping_member_refused(store: ImageStore, context: Path,
                                               member: str) -> None:
     (context / "evil.tar").write_bytes(_tar_with(member))
     write(context, {"Dockerfile": "FROM busybox\nADD evil.tar /dst/\n"})
-    with pytest.raises(BuildError, match="escapes|absolute"):
+    with pytest.raises(BuildError, match=r"escapes|absolute"):
         build(store, context, tag="eviltar")
     assert store.resolve("eviltar") is None
     assert not list(store.tmp_dir.iterdir())  # extraction dirs cleaned up
@@ -234,7 +234,7 @@ def test_add_tar_extracts_and_url_refused(store: ImageStore, context: Path) -> N
     assert (store.unpacked_layers(img)[0] / "opt/pkg/hello.txt").read_text() == "hello"
 
     write(context, {"Dockerfile": "FROM busybox\nADD https://example.com/x /x\n"})
-    with pytest.raises(DockerfileError, match="Dockerfile:2: .*network"):
+    with pytest.raises(DockerfileError, match=r"Dockerfile:2: .*network"):
         build(store, context, tag="addurl")
 
 
@@ -288,7 +288,7 @@ def test_failed_run_leaves_no_image(store: ImageStore, context: Path) -> None:
     write(context, {"Dockerfile": "FROM busybox\nRUN echo partial > /p && exit 3\n"})
     store.ensure("busybox")
     before = (store.root / "index.json").read_bytes()
-    with pytest.raises(BuildError, match="Dockerfile:2: RUN .* non-zero code: 3"):
+    with pytest.raises(BuildError, match=r"Dockerfile:2: RUN .* non-zero code: 3"):
         build(store, context, tag="failing")
     assert (store.root / "index.json").read_bytes() == before
     assert store.resolve("failing") is None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import psutil
+import pytest
 
 from miniorch.api.kinds import LEASES, NODES
 from miniorch.api.registry import Registry
@@ -93,3 +95,25 @@ async def test_restarted_kubelet_updates_its_node_and_keeps_cordon(
         obj = registry.get(NODES, "", name)
         assert obj["spec"]["unschedulable"] is True
         assert condition(obj, "Ready")["status"] == "True"
+
+
+async def test_official_python_client_accepts_node_and_pod(
+        registry: Registry, settings: Settings, runtime: ProcessRuntime) -> None:
+    """The kubernetes client's models reject nulls in many status fields
+    (kubectl-compat.md §11): deserialize what the kubelet wrote."""
+    kubernetes = pytest.importorskip("kubernetes")
+    from tests.node.nodehelpers import container_status, make_pod, pod_of
+
+    api = kubernetes.client.ApiClient()
+    async with running_kubelet(registry, settings, runtime) as node:
+        pod = make_pod(registry, node.name, ports=[8080])
+        await wait_for(lambda: container_status(registry, pod).get("ready"), what="ready")
+        v1pod = api.deserialize(json.dumps(pod_of(registry, pod)), "V1Pod", "application/json")
+        assert v1pod.status.container_statuses[0].ready is True
+        assert v1pod.status.pod_ip
+        v1node = api.deserialize(json.dumps(registry.get(NODES, "", node.name)), "V1Node",
+                                  "application/json")
+        assert v1node.status.node_info.kubelet_version == "v1.32.0-miniorch"
+        lease = api.deserialize(json.dumps(registry.get(LEASES, "kube-node-lease", node.name)),
+                                "V1Lease", "application/json")
+        assert lease.spec.holder_identity == node.name

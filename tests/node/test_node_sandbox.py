@@ -116,3 +116,23 @@ async def test_sandboxed_pod_is_reachable_and_restarts_after_kill_9(
         registry.delete(PODS, "default", pod["metadata"]["name"], grace_period_seconds=1)
         await wait_for(lambda: pod_of(registry, pod) is None, within=10, what="pod removed")
         assert not directory.exists()
+
+
+async def test_memory_limit_gives_oomkilled(
+        registry: Registry, cluster_net: tuple[Settings, SandboxRuntime]) -> None:
+    settings, runtime = cluster_net
+    async with running_kubelet(registry, settings, runtime, config=FAST, index=4) as node:
+        pod = make_pod(registry, node.name, image="python", restart_policy="Never",
+                       command=["python3", "-c", "b = bytearray(256 * 1024 * 1024)"],
+                       resources={"limits": {"memory": "48Mi", "cpu": "500m"}})
+        await wait_for(lambda: "terminated" in container_status(registry, pod).get("state", {}),
+                       within=60, what="terminated")
+        terminated = container_status(registry, pod)["state"]["terminated"]
+        assert terminated["reason"] == "OOMKilled", terminated
+        assert terminated["exitCode"] == 137
+        current = pod_of(registry, pod)
+        assert current is not None
+        assert current["status"]["phase"] == "Failed"
+        assert current["status"]["qosClass"] == "Guaranteed"
+        registry.delete(PODS, "default", pod["metadata"]["name"], grace_period_seconds=1)
+        await wait_for(lambda: pod_of(registry, pod) is None, within=10, what="pod removed")

@@ -67,9 +67,10 @@ async def make_sandbox(testnet: TestNet, tmp_path: Path) -> AsyncIterator[MakeSa
     """`await make_sandbox(hostname=..., memory_bytes=...)` → a PodSandbox, destroyed at
     the end of the test."""
     made: list[PodSandbox] = []
+    counter = iter(range(2, 250))
 
     async def make(**overrides: object) -> PodSandbox:
-        n = len(made) + 2
+        n = next(counter)  # taken before any await: concurrent calls get distinct ids
         sid = f"{testnet.prefix}-{n}"
         spec = PodSandboxSpec(id=sid, hostname=f"pod-{n}", ip=testnet.ip(n), prefix_len=16,
                               gateway=testnet.gateway, bridge=testnet.bridge,

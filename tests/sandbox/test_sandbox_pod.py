@@ -330,5 +330,18 @@ async def test_concurrent_sandboxes(make_sandbox: MakeSandbox) -> None:
             tg.start_soon(one)
     assert len({s.init_pid for s in made}) == 4
     for sandbox in made:
-        code, out, _ = await run_exec(sandbox, ["hostname"])
-        assert out.strip() == sandbox.spec.hostname
+        assert (await run_exec(sandbox, ["hostname"]))[1] == f"{sandbox.spec.hostname}\n"
+
+
+async def test_shim_killed_takes_the_pod_down(make_sandbox: MakeSandbox) -> None:
+    """If the shim dies (it is what dies with the cluster process), so does the pod."""
+    sandbox = await make_sandbox()
+    app = await sandbox.start_container(ContainerSpec(name="app", argv=["sleep", "30"]))
+    shim = sandbox._shim
+    assert shim is not None
+    shim.kill()
+    with anyio.fail_after(5):
+        status = await app.wait()
+    assert status.signal == signal.SIGKILL
+    with pytest.raises(SandboxError, match="gone"):
+        await sandbox.start_container(ContainerSpec(name="other", argv=["true"]))

@@ -119,3 +119,30 @@ def stub_api(tmp: Path) -> Iterator[StubApi]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+class LocalExec:
+    """The exec boundary: a host process instead of one inside a pod's namespaces."""
+
+    def __init__(self, process: Any) -> None:
+        self._process = process
+        self.stdin = process.stdin
+        self.stdout = process.stdout
+        self.stderr = process.stderr
+
+    def resize(self, cols: int, rows: int) -> None:
+        del cols, rows
+
+    def kill(self) -> None:
+        if self._process.returncode is None:
+            self._process.kill()
+
+    async def wait(self) -> int:
+        code: int = await self._process.wait()
+        return code
+
+
+async def local_spawner(request: Any) -> LocalExec:
+    import anyio
+
+    return LocalExec(await anyio.open_process(list(request.argv)))
