@@ -16,7 +16,6 @@ Progress goes to a `Reporter`, which the CLI prints or pipes to a detaching pare
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -255,10 +254,9 @@ def _gateway_cidr(pod_cidr: str) -> str:
 
 
 def pid_alive(pid: int) -> bool:
+    """True if `pid` runs (a zombie — killed, not yet reaped by its parent — does not)."""
+    import psutil
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    return True

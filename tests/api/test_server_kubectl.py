@@ -312,6 +312,7 @@ def test_python_client_load_kube_config_and_exec(cluster: Cluster) -> None:
                 out = session.read_all()
             finally:
                 session.close()
+                session.sock.shutdown()  # close() skips it once the server closed first
             version = version_api.get_code().git_version
         finally:
             v1.api_client.close()
