@@ -17,7 +17,7 @@ PORT = 8080
 
 class Handler(http.server.BaseHTTPRequestHandler):
     # One line per request on stdout, exactly the seed's wording; no default access log.
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         print(f"Received request from {self.client_address[0]}", flush=True)
         body = f"You've hit {socket.gethostname()}\n".encode()
         self.send_response(200)
@@ -26,10 +26,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_POST = do_GET  # noqa: N815
-    do_HEAD = do_GET  # noqa: N815
+    do_POST = do_GET
+    do_HEAD = do_GET
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

@@ -191,10 +191,6 @@ class Registry:
         validation.validate(resource, new, old)
         if new.get("spec") != old.get("spec"):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
-        if old_meta.get("deletionTimestamp") and not meta.get("finalizers") and \
-                resource is not PODS:
-            # The last finalizer went away on a terminating object: it is gone now.
-            pass
         return new
 
     def delete(self, resource: Resource, namespace: str, name: str, *,

@@ -105,18 +105,15 @@ AUTH_PROTOCOL_PREFIX = "base64url.bearer.authorization.k8s.io."
 def default_plugins(settings: Settings) -> Plugins:
     """The real collaborators, imported here (not at module import) so the server
     module stays importable while a sibling is being rewritten."""
-    from miniorch.api import openapi, patch, tables, validation
+    from miniorch.api.openapi import openapi_v3_document, openapi_v3_root
+    from miniorch.api.patch import apply_patch
     from miniorch.api.server_exec import sandbox_spawner
+    from miniorch.api.tables import to_table
+    from miniorch.api.validation import unknown_fields
 
-    unknown = getattr(validation, "unknown_fields", None)
-
-    def unknown_fields(resource: Resource, obj: Obj) -> list[str]:
-        return list(unknown(resource, obj)) if unknown is not None else []
-
-    return Plugins(to_table=tables.to_table, apply_patch=patch.apply_patch,
-                   openapi_root=openapi.openapi_v3_root,
-                   openapi_document=openapi.openapi_v3_document,
-                   unknown_fields=unknown_fields, spawn_exec=sandbox_spawner(settings))
+    return Plugins(to_table=to_table, apply_patch=apply_patch, openapi_root=openapi_v3_root,
+                   openapi_document=openapi_v3_document, unknown_fields=unknown_fields,
+                   spawn_exec=sandbox_spawner(settings))
 
 
 def build_app(*, settings: Settings, registry: Registry, clock: Clock, token: str,

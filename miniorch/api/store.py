@@ -174,7 +174,10 @@ class Store:
 
     def try_get(self, resource: Resource, namespace: str, name: str) -> Obj | None:
         raw = self._objects.get((resource.key, self._ns(resource, namespace), name))
-        return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
+        if raw is None:
+            return None
+        obj: Obj = json.loads(raw)
+        return obj
 
     def list(self, resource: Resource, namespace: str | None = None, *,
              labels: LabelSelector | None = None,

@@ -4,7 +4,7 @@
         │                         reporting progress and "ready" over an inherited pipe
         ▼
     Cluster.run: one anyio task group of actors, started in dependency order
-        store+registry ─► ApiServer ─► ControllerManager ─► Kubelet × N ─► ServiceProxy
+        store+registry ─► ApiServer ─► ControllerManager ─► Kubelet x N ─► ServiceProxy
                                                   └─► demo (kubia RC + LoadBalancer Service)
 
 State lives under `$MINIORCH_HOME`; `cluster.pid` names the running cluster process.

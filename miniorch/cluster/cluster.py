@@ -64,7 +64,7 @@ class StartupTimes:
 
 
 def demo_objects() -> tuple[Obj, Obj]:
-    """The seed's app: RC `kubia` × 3 and LoadBalancer Service `kubia-http`."""
+    """The seed's app: RC `kubia` x 3 and LoadBalancer Service `kubia-http`."""
     labels = {"run": DEMO_APP}
     rc: Obj = {
         "apiVersion": "v1", "kind": "ReplicationController",

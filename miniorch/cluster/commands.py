@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -129,12 +130,10 @@ def _up_foreground(settings: Settings) -> int:
                 channel.close()
 
 
-async def _serve(settings: Settings, say: object) -> int:
+async def _serve(settings: Settings, report: Callable[[str, str], None]) -> int:
     from miniorch.cluster.cluster import Cluster
     from miniorch.sandbox.cleanup import cleanup_leftovers
 
-    report = say  # type: ignore[assignment]
-    assert callable(report)
     # Whatever a crashed run left (or a run killed by -9) goes first: its bridge,
     # namespaces and processes would otherwise collide with ours.
     removed = await cleanup_leftovers(bridge=settings.network.bridge_name, prefix="mo-")
@@ -153,9 +152,9 @@ async def _serve(settings: Settings, say: object) -> int:
         kubeconfig = settings.kubeconfig_path
         if url:
             report("progress", f"\nTry it:\n  curl {url}\n")
-        report("progress", f"Use kubectl:\n  export KUBECONFIG={kubeconfig}\n  kubectl get pods -o wide")
-        report("ready", f"cluster ready; stop it with `python -m miniorch down`" if
-               os.environ.get("MINIORCH_DETACHED") else "cluster ready")
+        report("progress", f"Use kubectl:\n  export KUBECONFIG={kubeconfig}\n"
+                           "  kubectl get pods -o wide")
+        report("ready", "cluster ready; stop it with `python -m miniorch down`")
     return 0
 
 

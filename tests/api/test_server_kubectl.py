@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server_support import Cluster, pod, running_cluster
 
 from miniorch.api.kinds import PODS, REPLICATION_CONTROLLERS
 from miniorch.core.objects import is_terminating
+from tests.api.server_support import Cluster, pod, running_cluster
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
 

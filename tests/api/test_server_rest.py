@@ -10,11 +10,11 @@ from typing import Any
 import anyio
 import pytest
 from aiohttp.test_utils import TestClient
-from server_support import TOKEN, app_client, make_registry, pod
 
 from miniorch.api.kinds import NODES, PODS, REPLICATION_CONTROLLERS
 from miniorch.api.registry import Registry
 from miniorch.core.settings import Settings
+from tests.api.server_support import TOKEN, app_client, make_registry, pod
 
 Client = TestClient[Any, Any]
 PODS_URL = "/api/v1/namespaces/default/pods"

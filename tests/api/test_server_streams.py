@@ -12,12 +12,12 @@ import aiohttp
 import anyio
 import pytest
 from aiohttp.test_utils import TestClient
-from server_support import app_client, make_registry, pod
 
 from miniorch.api.kinds import PODS
 from miniorch.api.registry import Registry
 from miniorch.core import podfiles
 from miniorch.core.settings import Settings
+from tests.api.server_support import app_client, make_registry, pod
 
 Client = TestClient[Any, Any]
 PODS_URL = "/api/v1/namespaces/default/pods"

@@ -100,3 +100,63 @@ def test_ip_sans_are_addresses_not_names(tmp_path: Path) -> None:
     ips, names = _sans(material.cert_path)
     assert all(ipaddress.ip_address(a) for a in ips)
     assert "::1" not in names
+
+
+# ---- the ApiServer actor: binding, kubeconfig, shutdown ------------------------------------
+
+async def test_busy_port_fails_with_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    from miniorch.api.server import ApiServer
+    from miniorch.core.clock import SystemClock
+    from miniorch.core.settings import Settings
+    from tests.api.server_support import make_registry, test_plugins
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        settings = Settings(home=tmp_path, api_port=port)
+        registry = make_registry(tmp_path)
+        server = ApiServer(settings=settings, registry=registry, clock=SystemClock(),
+                           plugins=test_plugins(settings))
+        with pytest.raises(OSError, match=f"127.0.0.1:{port}"):
+            await server.run()
+        registry.store.close()
+
+
+async def test_serves_tls_writes_kubeconfig_and_stops_despite_open_watch(
+        tmp_path: Path) -> None:
+    import json
+
+    import aiohttp
+    import anyio
+
+    from miniorch.api.server import ApiServer
+    from miniorch.core.clock import SystemClock
+    from miniorch.core.settings import Settings
+    from tests.api.server_support import make_registry, test_plugins
+
+    settings = Settings(home=tmp_path, api_port=0)
+    registry = make_registry(tmp_path)
+    server = ApiServer(settings=settings, registry=registry, clock=SystemClock(),
+                       plugins=test_plugins(settings))
+    async with aiohttp.ClientSession() as session:
+        # The client stays connected (its session outlives the server) while it stops.
+        async with anyio.create_task_group() as tg:
+            url = await tg.start(server.run)
+            config = load_kubeconfig(settings.kubeconfig_path)
+            assert config.server == url == server.url
+            assert server.material is not None
+            response = await session.get(
+                f"{url}/api/v1/namespaces?watch=true",
+                headers={"Authorization": f"Bearer {config.token}"},
+                ssl=server.material.client_ssl_context())
+            first = json.loads(await response.content.readline())
+            assert first["type"] == "ADDED"
+            started = anyio.current_time()
+            tg.cancel_scope.cancel()
+        assert await response.content.read() == b"" or response.content.at_eof()
+        response.release()
+    assert anyio.current_time() - started < 3
+    registry.store.close()

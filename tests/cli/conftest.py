@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cli_support import StubApi, stub_api
 
 from miniorch.cli.main import main
+from tests.cli.cli_support import StubApi, stub_api
 
 KUBECTL = shutil.which("kubectl")
 

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from cli_support import local_spawner
 
 from miniorch.api.kinds import PODS
 from miniorch.api.registry import Registry
@@ -30,6 +29,7 @@ from miniorch.api.store import Store
 from miniorch.core import podfiles
 from miniorch.core.clock import SystemClock
 from miniorch.core.settings import Settings
+from tests.cli.cli_support import local_spawner
 
 KUBECTL = shutil.which("kubectl")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import needs_kubectl, run_cli, run_kubectl
 
 from miniorch.cli.printers import TableOptions, render_table
+from tests.cli.conftest import needs_kubectl, run_cli, run_kubectl
 
 POD_COLUMNS = [
     {"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0},

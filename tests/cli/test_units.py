@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 
 from miniorch.cli.apply import (
     LAST_APPLIED,
@@ -23,6 +22,7 @@ from miniorch.cli.kubeconfig_fast import parse
 from miniorch.cli.main import build_parser
 from miniorch.cli.manifests import parse_documents
 from miniorch.cli.tabwriter import TabWriter
+from tests.cli.conftest import run_cli
 
 
 def test_global_options_before_or_after_the_verb() -> None:

@@ -1,4 +1,4 @@
-"""The seed's Kubernetes walkthrough (K1–K18), step by step, with the real CLI.
+"""The seed's Kubernetes walkthrough (K1-K18), step by step, with the real CLI.
 
 Tests run in file order against the one session cluster: each step starts from the
 state the previous one left, as in the book.
@@ -108,7 +108,7 @@ def test_k13_killed_app_restarts(cluster: RunningCluster) -> None:
         cs = status["containerStatuses"][0]
         return bool(cs["restartCount"] == 1 and cs.get("ready"))
     wait_for(restarted, what="restartCount 1 and ready again")
-    row = [r for r in cluster.cli("get", "pods").stdout.splitlines() if r.startswith(name)][0]
+    row = next(r for r in cluster.cli("get", "pods").stdout.splitlines() if r.startswith(name))
     assert row.split()[3] == "1" and row.split()[2] == "Running"
     assert curl(f"http://{ip}:8080").strip() == f"You've hit {name}"
 
