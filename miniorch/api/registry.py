@@ -179,12 +179,12 @@ class Registry:
                 meta.pop(server_owned, None)
         if not meta.get("resourceVersion"):
             meta.pop("resourceVersion", None)
-        if "status" not in new and "status" in old:
+        # Kinds with a status subresource keep their status on a main-resource PUT
+        # (status changes go through /status); the others keep it only when omitted.
+        has_status_subresource = resource.kind not in (
+            "Node", "Namespace", "Event", "Lease", "Endpoints")
+        if "status" in old and ("status" not in new or has_status_subresource):
             new["status"] = old["status"]
-        elif resource.kind not in ("Node", "Namespace", "Event", "Lease", "Endpoints"):
-            # Kinds with a status subresource keep their status on a main-resource PUT.
-            if "status" in old:
-                new["status"] = old["status"]
         defaults.apply(resource, new)
         if resource is SERVICES:
             self._allocate_service_addresses(new, old)
