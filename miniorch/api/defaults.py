@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from miniorch.api.kinds import Resource
-from miniorch.api.quantity import QuantityError, parse_quantity
+from miniorch.core.quantity import QuantityError, parse_quantity
 from miniorch.core.objects import Obj
 
 

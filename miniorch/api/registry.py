@@ -23,11 +23,20 @@ from collections.abc import Callable
 from typing import Any
 
 from miniorch.api import defaults, validation
-from miniorch.api.errors import ApiError, BadRequest, Cause, Conflict, Invalid, NotFound
+from miniorch.api.errors import (
+    ApiError,
+    BadRequest,
+    Cause,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+)
 from miniorch.api.kinds import (
     EVENTS,
     NAMESPACES,
     PODS,
+    RESOURCES,
     SERVICES,
     SYSTEM_NAMESPACES,
     Resource,
@@ -209,9 +218,8 @@ class Registry:
         if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
             raise Conflict.stale(resource.plural, name, resource.group)
         if resource is NAMESPACES and name in SYSTEM_NAMESPACES:
-            raise ApiError(f'namespaces "{name}" is forbidden: this namespace may not be '
-                           "deleted") if name != "default" else ApiError(
-                'namespaces "default" is forbidden: this namespace may not be deleted')
+            raise Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be '
+                            "deleted", kind="namespaces", name=name)
         if dry_run:
             return obj
         if propagation_policy == "Orphan":
@@ -232,7 +240,6 @@ class Registry:
         return self.store.delete(resource, namespace, name)
 
     def _delete_namespace(self, ns_obj: Obj) -> Obj:
-        from miniorch.api.kinds import RESOURCES
         name = ns_obj["metadata"]["name"]
 
         def terminating(obj: Obj) -> None:
@@ -250,7 +257,6 @@ class Registry:
     def _orphan_dependents(self, owner: Obj) -> None:
         uid = owner["metadata"]["uid"]
         namespace = owner["metadata"].get("namespace", "")
-        from miniorch.api.kinds import RESOURCES
         for resource in RESOURCES:
             if not resource.namespaced:
                 continue

@@ -35,7 +35,7 @@ from typing import Any
 from miniorch.api import schema
 from miniorch.api.errors import BadRequest, Cause, Invalid
 from miniorch.api.kinds import Resource
-from miniorch.api.quantity import QuantityError, parse_quantity
+from miniorch.core.quantity import QuantityError, parse_quantity
 from miniorch.core.objects import Obj
 
 # ---- field errors (apimachinery's field.Error, rendered by ErrorBody) -------------------

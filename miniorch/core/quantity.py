@@ -21,23 +21,26 @@ _QUANTITY_RE = re.compile(
     r"((?:[eE][+-]?[0-9]+)|[KMGTPE]i|[numkMGTPE])?$")
 
 
+# apimachinery's own wording, returned to clients verbatim.
+QUANTITY_FORMAT_MESSAGE = ("quantities must match the regular expression "
+                           "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
+
+
 class QuantityError(ValueError):
     """Not a Kubernetes quantity."""
 
 
-def parse_quantity(text: str | int | float | Decimal) -> Decimal:
+def parse_quantity(text: object) -> Decimal:
     """`"100m"` → `Decimal("0.1")`, `"128Mi"` → `Decimal(134217728)`."""
     if isinstance(text, Decimal):
         return text
-    if isinstance(text, bool):
-        raise QuantityError(f"quantities must match the regular expression: {text!r}")
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise QuantityError(QUANTITY_FORMAT_MESSAGE)
     if isinstance(text, int | float):
         return Decimal(str(text))
     match = _QUANTITY_RE.match(text.strip())
     if not match:
-        raise QuantityError(
-            f"quantities must match the regular expression "
-            f"'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {text!r}")
+        raise QuantityError(QUANTITY_FORMAT_MESSAGE)
     number, suffix = match.group(1), match.group(2) or ""
     try:
         value = Decimal(number)
@@ -48,6 +51,14 @@ def parse_quantity(text: str | int | float | Decimal) -> Decimal:
     if suffix in _DECIMAL:
         return value.scaleb(3 * _DECIMAL[suffix])
     return value.scaleb(int(suffix[1:]))  # e3, E-2
+
+
+def is_quantity(value: object) -> bool:
+    try:
+        parse_quantity(value)
+    except QuantityError:
+        return False
+    return True
 
 
 def cpu_millis(text: str | int | float | Decimal) -> int:

@@ -41,7 +41,7 @@ import structlog
 
 from miniorch.api.errors import ApiError, Conflict, NotFound
 from miniorch.api.kinds import PODS
-from miniorch.api.quantity import parse_quantity
+from miniorch.core.quantity import parse_quantity
 from miniorch.api.registry import Registry
 from miniorch.core import podfiles
 from miniorch.core.clock import Clock, rfc3339
