@@ -64,6 +64,11 @@ def up(settings: Settings, *, detach: bool = False) -> int:
         print(f"error: a cluster is already running from {settings.home} (pid {pid}); "
               "run `miniorch down` first", file=sys.stderr)
         return 1
+    from miniorch.cluster.machine_lock import ClusterRunningElsewhere, MachineLock
+    holder = MachineLock().holder()
+    if holder is not None:
+        print(f"error: {ClusterRunningElsewhere(holder)}", file=sys.stderr)
+        return 1
     if detach:
         return _up_detached(settings)
     return _up_foreground(settings)
@@ -116,12 +121,22 @@ def _up_foreground(settings: Settings) -> int:
         elif kind != "ready":
             print(text, flush=True)
 
+    from miniorch.cluster.machine_lock import ClusterRunningElsewhere, MachineLock
+    lock = MachineLock()
+    try:
+        lock.acquire(settings.home)
+    except ClusterRunningElsewhere as exc:
+        say("error", str(exc))
+        if channel is None:
+            print(f"error: {exc}", file=sys.stderr)
+        return 1
     settings.pid_file.write_text(str(os.getpid()))
     try:
         return anyio.run(_serve, settings, say)
     except KeyboardInterrupt:
         return 130
     finally:
+        lock.release()
         with contextlib.suppress(FileNotFoundError):
             if _read_pid(settings.pid_file) == os.getpid():
                 settings.pid_file.unlink()
@@ -170,7 +185,18 @@ def down(settings: Settings) -> int:
     if pid is None or not _alive(pid):
         if pid is not None:
             settings.pid_file.unlink(missing_ok=True)
-            anyio.run(_cleanup, settings)
+            from miniorch.cluster.machine_lock import ClusterRunningElsewhere, MachineLock
+            lock = MachineLock()
+            try:
+                lock.acquire(settings.home)
+            except ClusterRunningElsewhere as exc:
+                # The machine-wide leftovers may be another live cluster's: hands off.
+                print(f"the cluster (pid {pid}) had died; {exc}; leaving its leftovers")
+                return 0
+            try:
+                anyio.run(_cleanup, settings)
+            finally:
+                lock.release()
             print(f"the cluster (pid {pid}) had died; removed what it left")
             return 0
         print(f"no cluster running from {settings.home}")
@@ -185,6 +211,8 @@ def down(settings: Settings) -> int:
         pass
     except psutil.TimeoutExpired:
         os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).wait(timeout=10)  # its lock is released when it is gone
         anyio.run(_cleanup, settings)
         print(f"the cluster did not stop within {STOP_TIMEOUT:.0f}s; killed it and removed "
               "what it left", file=sys.stderr)

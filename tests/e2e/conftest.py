@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import psutil
 import pytest
 
+from miniorch.cluster.machine_lock import MachineLock
 from tests.leakcheck import LeakChecker
 
 T = TypeVar("T")
@@ -94,13 +95,13 @@ def wait_for(condition: Callable[[], T | None], *, timeout: float = 30.0,
 
 def _cluster_leftovers() -> dict[str, list[str]]:
     """What a miniorch cluster could leave: its netns, links, bridge, cgroups."""
-    links = [n for n in os.listdir("/sys/class/net") if n.startswith("mo") or n == "miniorch0"]
+    links = [n for n in os.listdir("/sys/class/net") if n.startswith("mo-") or n == "miniorch0"]
     try:
-        netns = [n for n in os.listdir("/run/netns") if n.startswith("mo")]
+        netns = [n for n in os.listdir("/run/netns") if n.startswith("mo-")]
     except FileNotFoundError:
         netns = []
-    cgroups = [str(p) for p in Path("/sys/fs/cgroup").glob("*/miniorch/*") if p.is_dir()]
-    cgroups += [str(p) for p in Path("/sys/fs/cgroup").glob("miniorch/*") if p.is_dir()]
+    cgroups = [str(p) for p in Path("/sys/fs/cgroup").glob("*/miniorch/mo-*") if p.is_dir()]
+    cgroups += [str(p) for p in Path("/sys/fs/cgroup").glob("miniorch/mo-*") if p.is_dir()]
     return {k: v for k, v in {"links": links, "netns": netns, "cgroups": cgroups}.items() if v}
 
 
@@ -108,6 +109,10 @@ def _cluster_leftovers() -> dict[str, list[str]]:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
     if os.geteuid() != 0:
         pytest.skip("the end-to-end suite needs root (namespaces, veths, cgroups)")
+    # One cluster per machine: if a developer's cluster runs, wait for it to stop rather
+    # than fail (CI has none).
+    wait_for(lambda: MachineLock().holder() is None, timeout=900, interval=1,
+             what="the machine's cluster slot (another miniorch cluster is running)")
     before = _cluster_leftovers()
     assert not before, f"a miniorch cluster is already running on this machine: {before}"
     home = tmp_path_factory.mktemp("miniorch-home")
