@@ -7,6 +7,7 @@ container should, so `kubectl delete pod` does not wait out the grace period.
 """
 
 import http.server
+import os
 import signal
 import socket
 import sys
@@ -34,7 +35,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    server = http.server.ThreadingHTTPServer(("", PORT), Handler)
+    # miniorch's plain (no-isolation) mode has no network namespace per pod: it hands
+    # each pod a loopback address to bind so replicas do not fight over the port.
+    # Everywhere else (Docker, Kubernetes, miniorch sandboxes) it is unset: all addresses.
+    host = os.environ.get("MINIORCH_POD_IP", "")
+    server = http.server.ThreadingHTTPServer((host, PORT), Handler)
     server.daemon_threads = True
 
     def stop(signum: int, frame: object) -> None:

@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from miniorch.api.kinds import Resource
-from miniorch.core.quantity import QuantityError, parse_quantity
 from miniorch.core.objects import Obj
+from miniorch.core.quantity import QuantityError, parse_quantity
 
 
 def apply(resource: Resource, obj: Obj) -> None:

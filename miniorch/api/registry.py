@@ -84,12 +84,14 @@ class Registry:
 
     def list(self, resource: Resource, namespace: str | None = None, *,
              label_selector: str | LabelSelector | None = None,
-             field_selector: str | FieldSelector | None = None) -> tuple[list[Obj], int]:
+             field_selector: str | FieldSelector | None = None,
+             shared: bool = False) -> tuple[list[Obj], int]:
+        """`shared=True`: read-only objects shared with the store (see Store.list)."""
         labels = (label_selector if isinstance(label_selector, LabelSelector)
                   else LabelSelector.parse(label_selector))
         fields = (field_selector if isinstance(field_selector, FieldSelector)
                   else FieldSelector.parse(field_selector))
-        return self.store.list(resource, namespace, labels=labels, fields=fields)
+        return self.store.list(resource, namespace, labels=labels, fields=fields, shared=shared)
 
     def watch(self, resource: Resource, namespace: str | None = None, *,
               since: int | None = None, label_selector: str | LabelSelector | None = None,

@@ -10,6 +10,7 @@ official Python client and miniorch's own CLI.
               list/get/create/update/patch/delete/deletecollection ─► Registry ─► Store
               ?watch=true ─► server_watch     pods/log ─► server_logs
               pods/exec ─► server_exec        pods/binding, pods/eviction, rc/scale, …/status
+              pods/portforward ─► server_portforward
 
 Invariants:
 - Every body is JSON with `kind` and `apiVersion`; every error is a `Status` from
@@ -81,6 +82,7 @@ from miniorch.api.server_common import (
 )
 from miniorch.api.server_exec import serve_exec
 from miniorch.api.server_logs import serve_logs
+from miniorch.api.server_portforward import serve_portforward
 from miniorch.api.server_watch import serve_watch
 from miniorch.core.clock import Clock, rfc3339
 from miniorch.core.objects import Obj
@@ -367,6 +369,10 @@ async def _resource_request(request: web.Request, ctx: ApiContext, group: str, v
             if method not in ("GET", "POST"):
                 raise _not_allowed()
             return await serve_exec(request, ctx, ns, name)
+        if sub == "portforward":
+            if method not in ("GET", "POST"):
+                raise _not_allowed()
+            return await serve_portforward(request, ctx, ns, name)
         if sub == "binding":
             if method != "POST":
                 raise _not_allowed()
@@ -438,6 +444,7 @@ def _resource_list(group: str, version: str) -> Obj:
                              version="v1"),
                 _subresource("pods/exec", "PodExecOptions", ["create", "get"]),
                 _subresource("pods/log", "Pod", ["get"]),
+                _subresource("pods/portforward", "PodPortForwardOptions", ["create", "get"]),
             ]
         if r is REPLICATION_CONTROLLERS:
             resources.append(_subresource("replicationcontrollers/scale", "Scale", status_verbs,

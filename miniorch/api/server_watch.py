@@ -81,8 +81,14 @@ async def serve_watch(request: web.Request, ctx: ApiContext, resource: Resource,
         with ctx.stream_scope(), anyio.move_on_after(deadline):
             async with watch:
                 try:
-                    async for event in watch:
-                        await response.write(_encode(ctx, resource, event, form, include))
+                    while True:
+                        # Every event queued so far in one chunk: one write, not one each.
+                        try:
+                            batch = await watch.next_batch()
+                        except StopAsyncIteration:
+                            break
+                        await response.write(b"".join(
+                            _encode(ctx, resource, event, form, include) for event in batch))
                 except Gone as exc:
                     await _write_error(response, exc)
     except (ConnectionResetError, ConnectionError):

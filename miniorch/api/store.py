@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -103,17 +103,43 @@ class Watch:
     _receive: MemoryObjectReceiveStream[WatchEvent]
     _watcher: _Watcher
     _store: Store = field(repr=False)
+    _taken: int = field(default=0, repr=False)
+    BURST: ClassVar[int] = 64
 
     def __aiter__(self) -> Watch:
         return self
 
     async def __anext__(self) -> WatchEvent:
+        # Events already queued are taken without a trip through the event loop (anyio's
+        # receive() always yields first): under load a watcher that takes one event per
+        # loop turn falls seconds behind the store. Every BURST events it yields anyway,
+        # so one busy watcher cannot starve the others.
         try:
+            if self._taken < self.BURST:
+                try:
+                    event = self._receive.receive_nowait()
+                except anyio.WouldBlock:
+                    pass
+                else:
+                    self._taken += 1
+                    return event
+            self._taken = 0
             return await self._receive.receive()
         except anyio.EndOfStream:
             if self._watcher.overflowed:
                 raise Gone("watch fell behind; re-list and watch again") from None
             raise StopAsyncIteration from None
+
+    async def next_batch(self, limit: int = 256) -> list[WatchEvent]:
+        """The next event and every one queued behind it (up to `limit`), for writers
+        that can send many in one go. Raises like `__anext__` at the end."""
+        batch = [await self.__anext__()]
+        while len(batch) < limit:
+            try:
+                batch.append(self._receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+        return batch
 
     async def aclose(self) -> None:
         self._store._remove_watcher(self._watcher)
@@ -145,6 +171,8 @@ class Store:
             " PRIMARY KEY (resource, namespace, name))")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
         self._objects: dict[StoreKey, str] = {}
+        # Parsed bodies for `list(shared=True)`; an entry goes with every write of its key.
+        self._parsed: dict[StoreKey, Obj] = {}
         for resource, namespace, name, body in self._db.execute(
                 "SELECT resource, namespace, name, body FROM objects"):
             self._objects[(resource, namespace, name)] = body
@@ -181,10 +209,16 @@ class Store:
 
     def list(self, resource: Resource, namespace: str | None = None, *,
              labels: LabelSelector | None = None,
-             fields: FieldSelector | None = None) -> tuple[list[Obj], int]:
-        """Matching objects sorted by (namespace, name), and the list's resourceVersion."""
+             fields: FieldSelector | None = None,
+             shared: bool = False) -> tuple[list[Obj], int]:
+        """Matching objects sorted by (namespace, name), and the list's resourceVersion.
+
+        `shared=True` returns the store's cached parsed objects instead of fresh copies:
+        for read-only callers (reconcilers listing every pod on every pod event), which
+        then parse each object once per change instead of once per list. Never mutate them.
+        """
         items = []
-        for obj in self._iter(resource, namespace):
+        for obj in self._iter(resource, namespace, shared=shared):
             if labels and not labels.matches_object(obj):
                 continue
             if fields and not fields.matches_object(obj):
@@ -192,12 +226,19 @@ class Store:
             items.append(obj)
         return items, self._rv
 
-    def _iter(self, resource: Resource, namespace: str | None) -> Iterator[Obj]:
+    def _iter(self, resource: Resource, namespace: str | None, *,
+              shared: bool = False) -> Iterator[Obj]:
         ns = self._ns(resource, namespace) if namespace else None
-        for (key, obj_ns, _name) in sorted(k for k in self._objects if k[0] == resource.key):
-            if ns is not None and obj_ns != ns:
+        for store_key in sorted(k for k in self._objects if k[0] == resource.key):
+            if ns is not None and store_key[1] != ns:
                 continue
-            yield json.loads(self._objects[(key, obj_ns, _name)])
+            if not shared:
+                yield json.loads(self._objects[store_key])
+                continue
+            obj = self._parsed.get(store_key)
+            if obj is None:
+                obj = self._parsed[store_key] = json.loads(self._objects[store_key])
+            yield obj
 
     # ---- writes ------------------------------------------------------------------
 
@@ -296,6 +337,7 @@ class Store:
             db.execute("ROLLBACK")
             self._rv -= 1
             raise
+        self._parsed.pop(key, None)
         if kind == "DELETED":
             del self._objects[key]
         else:

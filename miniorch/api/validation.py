@@ -35,8 +35,8 @@ from typing import Any
 from miniorch.api import schema
 from miniorch.api.errors import BadRequest, Cause, Invalid
 from miniorch.api.kinds import Resource
-from miniorch.core.quantity import QuantityError, parse_quantity
 from miniorch.core.objects import Obj
+from miniorch.core.quantity import QuantityError, parse_quantity
 
 # ---- field errors (apimachinery's field.Error, rendered by ErrorBody) -------------------
 

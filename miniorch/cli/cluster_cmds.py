@@ -10,7 +10,7 @@ import argparse
 
 from miniorch.cli.context import Context
 from miniorch.cli.errors import CliError
-from miniorch.core.settings import Settings
+from miniorch.core.settings import NetworkSettings, Settings
 
 
 def settings_from(ctx: Context, args: argparse.Namespace) -> Settings:
@@ -21,7 +21,32 @@ def settings_from(ctx: Context, args: argparse.Namespace) -> Settings:
     if not 0 < port < 65536:
         raise CliError(f"--api-port must be a TCP port, got {port}")
     return Settings(home=ctx.home, nodes=nodes, api_port=port,
-                    demo=not getattr(args, "no_demo", False))
+                    demo=not getattr(args, "no_demo", False),
+                    sandbox_mode=str(getattr(args, "sandbox_mode", None) or "auto"),
+                    network=_network_from(args))
+
+
+def _network_from(args: argparse.Namespace) -> NetworkSettings:
+    """`up --lb-cidr/--service-cidr/--node-port-range` (two clusters of one machine,
+    e.g. tests beside a user's cluster, need disjoint ranges)."""
+    import ipaddress
+
+    changes: dict[str, object] = {}
+    for flag, field in (("lb_cidr", "loadbalancer_cidr"), ("service_cidr", "service_cidr")):
+        value = getattr(args, flag, None)
+        if value:
+            try:
+                ipaddress.IPv4Network(value)
+            except ValueError as exc:
+                raise CliError(f"--{flag.replace('_', '-')}: {exc}") from None
+            changes[field] = value
+    ports = getattr(args, "node_port_range", None)
+    if ports:
+        low, sep, high = str(ports).partition("-")
+        if not (sep and low.isdigit() and high.isdigit() and 0 < int(low) <= int(high) < 65536):
+            raise CliError(f"--node-port-range must be LOW-HIGH, got {ports!r}")
+        changes["node_port_range"] = (int(low), int(high))
+    return NetworkSettings(**changes)  # type: ignore[arg-type]
 
 
 def cmd_up(ctx: Context, args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""`image build|ls|tag|rm`: Docker's grammar and output over `miniorch.images`.
+"""`image build|ls|tag|rm|push|pull|login`: Docker's grammar and output over `miniorch.images`.
 
 The image store lives at `<state-dir>/images` (the same one the nodes run pods from),
 so `image build -t kubia sample_app` then `run kubia --image=kubia` works without a
@@ -18,12 +18,17 @@ from miniorch.cli.tabwriter import TabWriter
 
 if TYPE_CHECKING:
     from miniorch.images import ImageStore
+    from miniorch.images.progress import TransferProgress
 
 
 def _store(ctx: Context) -> ImageStore:
-    from miniorch.images import ImageStore
+    from miniorch.images.errors import ImageError
+    from miniorch.images.regconfig import open_store
 
-    return ImageStore(ctx.home / "images")
+    try:
+        return open_store(ctx.home)
+    except ImageError as exc:  # a malformed registries.json / auth.json
+        raise CliError(str(exc)) from None
 
 
 def human_size(size: float) -> str:
@@ -133,15 +138,124 @@ def cmd_tag(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_rm(ctx: Context, args: argparse.Namespace) -> int:
+    from miniorch.containers import ContainerEngine
     from miniorch.images import ImageError
 
     store = _store(ctx)
+    engine = ContainerEngine(ctx.home, images=store)
     failed = False
     for ref in args.images:
         try:
-            for line in store.remove(ref, force=args.force):
+            for line in store.remove(ref, force=args.force,
+                                     in_use=lambda image: engine.image_in_use(image.id)):
                 ctx.out(line + "\n")
         except ImageError as exc:
             ctx.err(f"Error response from daemon: {exc}\n")
             failed = True
     return 1 if failed else 0
+
+
+def _transfer_progress(ctx: Context, quiet: bool) -> TransferProgress:
+    """Docker's per-layer bars on a terminal, one line per status change otherwise."""
+    from miniorch.images.progress import BarRenderer, LineRenderer, no_progress
+
+    if quiet:
+        return no_progress
+    if ctx.stdout.isatty():
+        return BarRenderer(ctx.stdout)
+    return LineRenderer(ctx.out)
+
+
+def cmd_push(ctx: Context, args: argparse.Namespace) -> int:
+    import time
+
+    from miniorch.images import ImageError, parse_reference, registry
+    from miniorch.images.regconfig import load_config
+
+    store = _store(ctx)
+    try:
+        config = load_config(ctx.home)
+        ref = parse_reference(args.reference)
+        where = config.locate(ref)
+        if where is not None and not args.quiet:
+            ctx.out(f"The push refers to repository [{where[0]}/{where[1]}]\n")
+        began = time.monotonic()
+        result = registry.push(store, args.reference, insecure=args.insecure, config=config,
+                               progress=_transfer_progress(ctx, args.quiet))
+    except ImageError as exc:
+        raise _image_error(exc) from None
+    took = time.monotonic() - began
+    ctx.out(f"{result.reference.tag}: digest: {result.digest} size: {result.size}\n")
+    if not args.quiet:
+        ctx.err(f"pushed {len(result.uploaded)} blobs, {len(result.existing)} already there, "
+                f"{len(result.mounted)} mounted in {took:.2f}s\n")
+    return 0
+
+
+def cmd_pull(ctx: Context, args: argparse.Namespace) -> int:
+    from miniorch.images import ImageError, parse_reference, registry
+    from miniorch.images.regconfig import load_config
+
+    store = _store(ctx)
+    try:
+        config = load_config(ctx.home)
+        ref = parse_reference(args.reference)
+        before = store.resolve(str(ref))
+        if not args.quiet and ref.digest is None:
+            ctx.out(f"{ref.tag}: Pulling from {ref.familiar_repository}\n")
+        image = registry.pull(store, ref, insecure=args.insecure, config=config,
+                              progress=_transfer_progress(ctx, args.quiet))
+    except ImageError as exc:
+        raise _image_error(exc) from None
+    if not args.quiet:
+        fresh = before is None or before.manifest.digest != image.manifest.digest
+        ctx.out(f"Digest: {image.manifest.digest}\n")
+        ctx.out(f"Status: {'Downloaded newer image' if fresh else 'Image is up to date'} "
+                f"for {ref.familiar}\n")
+    ctx.out(f"{ref}\n")
+    return 0
+
+
+def cmd_login(ctx: Context, args: argparse.Namespace) -> int:
+    """Check the credentials against the registry's `/v2/`, then store them (0600)."""
+    import getpass
+    import sys
+
+    from miniorch.images import ImageError
+    from miniorch.images.regconfig import Credentials, load_config, save_auth
+    from miniorch.images.registry import RegistryClient
+
+    registry_host = args.registry.removeprefix("https://").removeprefix("http://").rstrip("/")
+    username = args.username
+    if username is None:
+        if not sys.stdin.isatty() or args.password_stdin:
+            raise CliError("login: --username is required when not on a terminal")
+        username = input("Username: ")
+    if args.password_stdin:
+        if args.password:
+            raise CliError("login: --password and --password-stdin are mutually exclusive")
+        password = sys.stdin.read().rstrip("\r\n")
+    elif args.password is not None:
+        ctx.err("WARNING! Using --password via the CLI is insecure. Use --password-stdin.\n")
+        password = args.password
+    else:
+        password = getpass.getpass("Password: ")
+    if not username or not password:
+        raise CliError("login: username and password must not be empty")
+    creds = Credentials(username, password)
+    try:
+        config = load_config(ctx.home)
+        client = RegistryClient(registry_host,
+                                insecure=args.insecure or config.is_insecure(registry_host),
+                                auth=creds)
+        try:
+            resp = client.request("GET", "/v2/", scope="")
+        finally:
+            client.close()
+        if resp.status != 200:
+            raise client.fail(resp, f"login to {registry_host}")
+    except ImageError as exc:
+        raise CliError(f"Error response from registry: {exc}") from None
+    path = save_auth(ctx.home, registry_host, creds)
+    ctx.out(f"Credentials stored in {path} (unencrypted; mode 0600)\nLogin Succeeded\n")
+    return 0

@@ -83,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true",
                    help="run in the background; return once the cluster is Ready")
     p.add_argument("--api-port", type=int, default=6443, help="API server port (default 6443)")
+    p.add_argument("--sandbox-mode", choices=("auto", "userns", "plain"), default="auto",
+                   help="auto (default): root sandboxes as root, else user namespaces, "
+                        "else plain processes; or force userns / plain")
+    p.add_argument("--lb-cidr", default=None,
+                   help="LoadBalancer EXTERNAL-IP pool, loopback (default 127.0.100.0/24)")
+    p.add_argument("--service-cidr", default=None,
+                   help="ClusterIP range (default 10.96.0.0/16; 127.0.96.0/22 without root)")
+    p.add_argument("--node-port-range", default=None, metavar="LOW-HIGH",
+                   help="NodePort range (default 30000-32767)")
     _add(sub, "down", _lazy("miniorch.cli.cluster_cmds", "cmd_down"),
          "stop a detached cluster", parent)
     p = _add(sub, "dashboard", _lazy("miniorch.cli.cluster_cmds", "cmd_dashboard"),
@@ -253,16 +262,71 @@ def _image_parsers(sub: Any, parent: argparse.ArgumentParser) -> None:
     p = _add(isub, "rm", _lazy("miniorch.cli.image_cmds", "cmd_rm"), "remove images", parent)
     p.add_argument("images", nargs="+")
     p.add_argument("-f", "--force", action="store_true")
-    for name in ("push", "pull", "login"):
-        p = _add(isub, name, _not_implemented(f"image {name}"), f"image {name} (not yet)",
+    for name, help_text in (("push", "upload an image to a registry"),
+                            ("pull", "download an image from a registry")):
+        p = _add(isub, name, _lazy("miniorch.cli.image_cmds", f"cmd_{name}"), help_text,
                  parent)
-        p.add_argument("rest", nargs="*")
+        p.add_argument("--insecure", action="store_true",
+                       help="plain HTTP (loopback registries only)")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+        p.add_argument("reference", metavar="NAME[:TAG]")
+    p = _add(isub, "login", _lazy("miniorch.cli.image_cmds", "cmd_login"),
+             "store credentials for a registry in $MINIORCH_HOME/auth.json", parent)
+    p.add_argument("-u", "--username")
+    p.add_argument("-p", "--password", help="insecure: prefer --password-stdin")
+    p.add_argument("--password-stdin", action="store_true")
+    p.add_argument("--insecure", action="store_true",
+                   help="check the credentials over plain HTTP (loopback only)")
+    p.add_argument("registry", metavar="REGISTRY")
 
 
 def _container_parsers(sub: Any, parent: argparse.ArgumentParser) -> None:
-    container = _add(sub, "container", None, "run and manage containers (not yet)", parent)
-    container.add_argument("rest", nargs=argparse.REMAINDER)
-    container.set_defaults(handler=_not_implemented("container"))
+    container = _add(sub, "container", None, "run and manage containers (docker's half)",
+                     parent)
+    csub = container.add_subparsers(dest="container_command", metavar="COMMAND")
+    container.set_defaults(handler=_group_help(container))
+    mod = "miniorch.cli.container_cmds"
+    p = _add(csub, "run", _lazy(mod, "cmd_run"), "run a command in a new container", parent)
+    p.add_argument("--name", help="assign a name to the container")
+    p.add_argument("-p", "--publish", action="append", metavar="[IP:]HOST:CONTAINER",
+                   help="publish a container port on 127.0.0.1 (repeatable)")
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="run in the background and print the container ID")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    p.add_argument("-e", "--env", action="append", metavar="KEY=VALUE",
+                   help="set an environment variable (repeatable)")
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
+    for verb in ("ls", "ps"):
+        p = _add(csub, verb, _lazy(mod, "cmd_ls"), "list containers", parent)
+        p.add_argument("-a", "--all", action="store_true",
+                       help="show all containers (default shows just running)")
+        p.add_argument("-q", "--quiet", action="store_true", help="only display IDs")
+    p = _add(csub, "inspect", _lazy(mod, "cmd_inspect"),
+             "display detailed information on containers", parent)
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p = _add(csub, "exec", _lazy(mod, "cmd_exec"), "run a command in a running container",
+             parent)
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    p.add_argument("-e", "--env", action="append", metavar="KEY=VALUE")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
+    p = _add(csub, "logs", _lazy(mod, "cmd_logs"), "fetch the logs of a container", parent)
+    p.add_argument("-f", "--follow", action="store_true", help="follow log output")
+    p.add_argument("container", metavar="CONTAINER")
+    p = _add(csub, "stop", _lazy(mod, "cmd_stop"), "stop running containers", parent)
+    p.add_argument("-t", "--time", type=float, default=10.0,
+                   help="seconds to wait after SIGTERM before SIGKILL (default 10)")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p = _add(csub, "rm", _lazy(mod, "cmd_rm"), "remove containers", parent)
+    p.add_argument("-f", "--force", action="store_true",
+                   help="force the removal of a running container (uses SIGKILL)")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    _add(csub, "cleanup", _lazy(mod, "cmd_cleanup"),
+         "remove what killed container supervisors left (netns, veths, cgroups)", parent)
 
 
 def _group_help(parser: argparse.ArgumentParser) -> Handler:

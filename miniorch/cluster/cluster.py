@@ -29,15 +29,21 @@ from miniorch.api.kinds import ENDPOINTS, REPLICATION_CONTROLLERS, SERVICES
 from miniorch.api.registry import Registry
 from miniorch.api.server import ApiServer
 from miniorch.api.store import Store
+from miniorch.cluster.rootless import runtime_for_mode
 from miniorch.controllers.manager import ControllerManager
 from miniorch.core.clock import Clock, SystemClock
+from miniorch.core.dialer import Dialer
 from miniorch.core.objects import NodeName, Obj
 from miniorch.core.settings import Settings
 from miniorch.images import ImageStore, build
+from miniorch.images.regconfig import open_store
+from miniorch.node.cri import ContainerRuntime
 from miniorch.node.kubelet import Kubelet
-from miniorch.node.runtime import SandboxRuntime
 from miniorch.proxy import ServiceProxy
+from miniorch.proxy.service_proxy import NoLocalAddresses
+from miniorch.sandbox.mode import ModeKind, SandboxMode
 from miniorch.sandbox.network import HostNetwork
+from miniorch.sandbox.pod import ShimSpawner
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +77,10 @@ def demo_objects() -> tuple[Obj, Obj]:
         "metadata": {"name": DEMO_APP, "namespace": "default", "labels": labels},
         "spec": {"replicas": 3, "selector": labels, "template": {
             "metadata": {"labels": labels},
+            # IfNotPresent: the demo runs the image `up` just built, even when a
+            # default registry is configured that does not have it.
             "spec": {"containers": [{"name": DEMO_APP, "image": DEMO_APP,
+                                     "imagePullPolicy": "IfNotPresent",
                                      "ports": [{"containerPort": DEMO_PORT,
                                                 "protocol": "TCP"}]}]}}},
     }
@@ -86,11 +95,14 @@ def demo_objects() -> tuple[Obj, Obj]:
 
 class Cluster:
     def __init__(self, settings: Settings, *, report: Reporter | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, mode: SandboxMode | None = None) -> None:
+        """`mode`: how pods are sandboxed (cluster/rootless.py); None: as root."""
+        self.mode = mode or SandboxMode(ModeKind.ROOT, "root", None)
         self.settings = settings
         self.clock = clock or SystemClock()
         self.report = report or (lambda line: None)
         self.times = StartupTimes()
+        self.spawner: ShimSpawner | None = None
 
     async def run(self, *, task_status: TaskStatus[str | None] = anyio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -102,19 +114,24 @@ class Cluster:
         registry = Registry(store, clock=self.clock, network=settings.network)
         registry.ensure_system_objects()
         network = settings.network
-        host_network = HostNetwork(bridge=network.bridge_name,
-                                   gateway_cidr=_gateway_cidr(network.pod_cidr))
+        # Without root there is no bridge: pods are reached through a dialer instead.
+        host_network = (HostNetwork(bridge=network.bridge_name,
+                                    gateway_cidr=_gateway_cidr(network.pod_cidr))
+                        if self.mode.kind is ModeKind.ROOT else None)
         try:
-            await host_network.setup()
+            if host_network is not None:
+                await host_network.setup()
             async with anyio.create_task_group() as tg:
                 await self._start(tg, registry, host_network, task_status)
         finally:
             with anyio.CancelScope(shield=True):
-                await host_network.teardown()
+                if host_network is not None:
+                    await host_network.teardown()
                 store.close()
 
     async def _start(self, tg: anyio.abc.TaskGroup, registry: Registry,
-                     host_network: HostNetwork, task_status: TaskStatus[str | None]) -> None:
+                     host_network: HostNetwork | None,
+                     task_status: TaskStatus[str | None]) -> None:
         settings = self.settings
         # The API server makes (or reuses) the CA, certificate and token, and writes
         # the kubeconfig once its port is bound.
@@ -122,7 +139,9 @@ class Cluster:
         self.report(f"API server listening at {settings.api_url} "
                     f"({self.times.mark('api'):.2f}s)")
 
-        images = ImageStore(settings.images_dir)
+        # Built-in base images, then the registries of $MINIORCH_HOME/registries.json
+        # (or $MINIORCH_REGISTRY), so pods and FROM can pull.
+        images = open_store(settings.home)
         demo_build = None
         if settings.demo:
             # Build the image while the control plane starts: a cached build is ~ms,
@@ -132,13 +151,16 @@ class Cluster:
 
         await tg.start(ControllerManager(registry=registry, settings=settings,
                                          clock=self.clock).run)
-        runtime = SandboxRuntime(images=images)  # host_network: set up above, once
+        runtime, dialer = runtime_for_mode(self.mode, images)
         async with anyio.create_task_group() as nodes_tg:
             for index in range(1, settings.nodes + 1):
-                nodes_tg.start_soon(self._start_node, tg, index, registry, runtime)
+                nodes_tg.start_soon(self._start_node, tg, index, registry, runtime, dialer)
         self.report(f"{settings.nodes} nodes Ready ({self.times.mark('nodes'):.2f}s)")
         await tg.start(ServiceProxy(registry=registry, settings=settings,
-                                    local_addresses=_HostAddresses(host_network),
+                                    local_addresses=(_HostAddresses(host_network)
+                                                     if host_network is not None
+                                                     else NoLocalAddresses()),
+                                    dialer=dialer,
                                     clock=self.clock).run)
         self.report(f"cluster Ready ({self.times.mark('ready'):.2f}s)")
 
@@ -154,9 +176,10 @@ class Cluster:
         task_status.started(url)
 
     async def _start_node(self, tg: anyio.abc.TaskGroup, index: int, registry: Registry,
-                          runtime: SandboxRuntime) -> None:
+                          runtime: ContainerRuntime, dialer: Dialer | None) -> None:
         kubelet = Kubelet(name=NodeName(f"node-{index}"), index=index, registry=registry,
-                          settings=self.settings, clock=self.clock, runtime=runtime)
+                          settings=self.settings, clock=self.clock, runtime=runtime,
+                          dialer=dialer)
         await tg.start(kubelet.run)
 
     async def _deploy_demo(self, registry: Registry) -> str:

@@ -44,19 +44,14 @@ def _alive(pid: int) -> bool:
     return pid_alive(pid)
 
 
-def _check_root() -> str | None:
-    if os.geteuid() == 0:
-        return None
-    from miniorch.sandbox.mode import detect_mode
-    mode = detect_mode()
-    return (f"miniorch needs root to create network namespaces, veths and cgroups "
-            f"({mode.reason}). Run it with sudo; a rootless mode is not available yet.")
-
-
 def up(settings: Settings, *, detach: bool = False) -> int:
-    problem = _check_root()
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
+    from miniorch.cluster.rootless import choose_mode
+    try:
+        # Chosen (and printed) by the process that runs the cluster: a detached parent
+        # only checks that the forced mode, if any, is possible.
+        choose_mode(settings) if detach else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     settings.home.mkdir(parents=True, exist_ok=True)
     pid = _read_pid(settings.pid_file)
@@ -80,6 +75,10 @@ def _up_detached(settings: Settings) -> int:
             "--nodes", str(settings.nodes), "--api-port", str(settings.api_port)]
     if not settings.demo:
         args.append("--no-demo")
+    network = settings.network
+    low, high = network.node_port_range
+    args += ["--sandbox-mode", settings.sandbox_mode, "--lb-cidr", network.loadbalancer_cidr,
+             "--service-cidr", network.service_cidr, "--node-port-range", f"{low}-{high}"]
     env = dict(os.environ, **{READY_FD_ENV: str(write_end)})
     with open(settings.log_file, "ab") as log_out:
         child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log_out,
@@ -147,15 +146,26 @@ def _up_foreground(settings: Settings) -> int:
 
 async def _serve(settings: Settings, report: Callable[[str, str], None]) -> int:
     from miniorch.cluster.cluster import Cluster
+    from miniorch.cluster.rootless import announcement, choose_mode, settings_for_mode
     from miniorch.sandbox.cleanup import cleanup_leftovers
+    from miniorch.sandbox.mode import ModeKind
 
-    # Whatever a crashed run left (or a run killed by -9) goes first: its bridge,
-    # namespaces and processes would otherwise collide with ours.
-    removed = await cleanup_leftovers(bridge=settings.network.bridge_name, prefix="mo-")
-    if removed:
-        report("progress", f"removed leftovers of a previous run: {removed}")
+    try:
+        mode = choose_mode(settings)
+    except ValueError as exc:
+        report("error", str(exc))
+        return 1
+    settings = settings_for_mode(settings, mode)
+    report("progress", announcement(mode, settings))
+    if mode.kind is ModeKind.ROOT:
+        # Whatever a crashed run left (or a run killed by -9) goes first: its bridge,
+        # namespaces and processes would otherwise collide with ours. (Rootless pods
+        # leave nothing: their shims die with the cluster process.)
+        removed = await cleanup_leftovers(bridge=settings.network.bridge_name, prefix="mo-")
+        if removed:
+            report("progress", f"removed leftovers of a previous run: {removed}")
     report("progress", f"starting a {settings.nodes}-node cluster in {settings.home}")
-    cluster = Cluster(settings, report=lambda line: report("progress", line))
+    cluster = Cluster(settings, report=lambda line: report("progress", line), mode=mode)
     async with anyio.create_task_group() as tg:
         tg.start_soon(_stop_on_signal, tg.cancel_scope)
         try:
@@ -223,4 +233,6 @@ def down(settings: Settings) -> int:
 
 async def _cleanup(settings: Settings) -> None:
     from miniorch.sandbox.cleanup import cleanup_leftovers
+    if os.geteuid() != 0:
+        return  # rootless pods die with the cluster process; no links, no cgroups
     await cleanup_leftovers(bridge=settings.network.bridge_name, prefix="mo-")

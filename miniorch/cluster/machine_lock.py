@@ -20,6 +20,20 @@ from pathlib import Path
 DEFAULT_LOCK_PATH = Path("/run/miniorch/cluster.lock")
 
 
+def default_lock_path() -> Path:
+    """Root: the machine's lock. A user without root cannot write /run/miniorch, and
+    a rootless cluster owns no machine-wide things (no bridge, no `mo-*` links, its
+    own address ranges): one cluster per *user*, at `$XDG_RUNTIME_DIR/miniorch/` or
+    else `/tmp/miniorch-<uid>/`."""
+    if os.geteuid() == 0:
+        return DEFAULT_LOCK_PATH
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime_dir and os.access(runtime_dir, os.W_OK):
+        return Path(runtime_dir) / "miniorch" / "cluster.lock"
+    import tempfile
+    return Path(tempfile.gettempdir()) / f"miniorch-{os.geteuid()}" / "cluster.lock"
+
+
 @dataclass(frozen=True)
 class Holder:
     pid: int
@@ -35,8 +49,8 @@ class ClusterRunningElsewhere(RuntimeError):
 
 
 class MachineLock:
-    def __init__(self, path: Path = DEFAULT_LOCK_PATH) -> None:
-        self.path = path
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or default_lock_path()
         self._fd: int | None = None
 
     def acquire(self, home: Path) -> None:

@@ -151,7 +151,7 @@ class EndpointsReconciler:
         selector = (service.get("spec") or {}).get("selector") or {}
         if not selector:
             return Result()
-        pods, _ = self.registry.list(PODS, key.namespace,
+        pods, _ = self.registry.list(PODS, key.namespace, shared=True,  # read-only
                                      label_selector=LabelSelector.from_match_labels(selector))
         subsets = build_subsets(service, pods)
         labels = dict(labels_of(service))

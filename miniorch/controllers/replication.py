@@ -192,7 +192,8 @@ class ReplicationControllerReconciler:
         # Read expectations before the pods: an event observed in between then only
         # causes one more reconcile, never an action on a stale count.
         satisfied = self.expectations.satisfied(key)
-        pods, _ = self.registry.list(PODS, key.namespace)
+        # Shared, read-only pod objects: this runs on every pod event of the namespace.
+        pods, _ = self.registry.list(PODS, key.namespace, shared=True)
         owned = self._claim(rc, selector, pods)
         active = [p for p in owned if is_active(p)]
         error: Exception | None = None

@@ -55,6 +55,9 @@ class Settings:
     """Bodies larger than this are refused with 413, as kube-apiserver does."""
     watch_history: int = 10_000
     """How many past events the store keeps for watch resume before answering 410."""
+    sandbox_mode: str = "auto"
+    """"auto": root sandboxes as root, else user namespaces if the kernel allows them,
+    else plain processes; "userns" or "plain" force one (sandbox/mode.py)."""
 
     @property
     def store_path(self) -> Path:

@@ -9,6 +9,13 @@ Public surface (everything else is private to this package):
     Image, ImageConfig, ImageSummary, Descriptor, DiskUsage, Puller, Progress
     errors: ImageError and subclasses (errors.py draws the tree)
 
+Registries (imported on use, to keep the CLI's start quick):
+    registry.push(store, ref, *, insecure, auth, progress, config, chunk_size) -> PushResult
+    registry.pull(store, ref, *, insecure, auth, progress, config) -> Image
+    regconfig.open_store(home) -> ImageStore with pullers [base images, registries]
+    regconfig.load_config(home) / save_auth(home, registry, Credentials)
+    progress.Transfer events; LineRenderer / BarRenderer
+
 Layering: images sits beside sandbox above core; it imports neither the API nor nodes.
 The node layer asks `store.ensure(ref)` then `store.unpacked_layers(image)` (overlay
 lowerdirs, topmost first) and `store.config(image)` (entrypoint, cmd, env, ...).

@@ -144,6 +144,10 @@ class _HostTree:
                 self.entries[rel] = entry_for(p, rel, uid=0, gid=0)
 
 
+RUNTIME_DLOPENED = ("/lib/x86_64-linux-gnu/libgcc_s.so.1",)
+"""Libraries glibc loads by name at run time, invisible to `ldd`."""
+
+
 def _ldd(paths: Iterable[Path]) -> set[str]:
     """Every shared library path `ldd` names for these ELF files (one ldd process)."""
     args = [str(p) for p in paths]
@@ -244,6 +248,11 @@ class BaseImages:
                                  if e.kind == "file" and e.path.endswith(".so")]
         for lib in sorted(_ldd(elves)):
             tree.add(lib)
+        # glibc dlopen()s libgcc_s at run time for pthread_exit/cancellation (Python's
+        # threads do that on SIGTERM); ldd cannot see it, so add it by name.
+        for extra in RUNTIME_DLOPENED:
+            if Path(extra).exists():
+                tree.add(extra)
         entries = list(tree.entries.values())
         entries += [
             _symlink("usr/bin/python3", f"python{PYTHON_MINOR}"),

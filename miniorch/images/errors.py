@@ -6,6 +6,10 @@
     │   └── PullAccessDenied        missing locally and no registry to pull it from
     ├── ImageInUse                  `remove` refused: a container uses it (caller's check)
     ├── UnsafePath                  a path or archive member would leave its root
+    ├── RegistryError               a registry refused or failed a push/pull (registry.py)
+    │   ├── RegistryAuthError       401/403: no or wrong credentials for the registry
+    │   ├── InsecureRegistry        plain HTTP asked for a registry that is not on loopback
+    │   └── DigestMismatch          fetched bytes do not hash to their descriptor's digest
     └── BuildError                  a build step failed (RUN exited non-zero, COPY source missing …)
         └── DockerfileError         the Dockerfile itself is wrong; names `Dockerfile:<line>`
 """
@@ -48,6 +52,27 @@ class ImageInUse(ImageError):
 
 class UnsafePath(ImageError):
     """A COPY source, a symlink or a tar member that would reach outside its root."""
+
+
+class RegistryError(ImageError):
+    """A push or pull failed at the registry (HTTP error, protocol error, unreachable)."""
+
+
+class RegistryAuthError(RegistryError):
+    pass
+
+
+class InsecureRegistry(RegistryError):
+    pass
+
+
+class DigestMismatch(RegistryError):
+    """Content did not verify; nothing from the transfer was stored."""
+
+    def __init__(self, what: str, expected: str, actual: str) -> None:
+        super().__init__(f"digest mismatch for {what}: expected {expected}, got {actual}")
+        self.expected = expected
+        self.actual = actual
 
 
 class BuildError(ImageError):

@@ -288,7 +288,10 @@ def unpack_layer(blob: Path, target: Path) -> None:
             else:
                 log.debug("skipping device or fifo in layer", member=rel)
                 continue
-            os.lchown(dest, m.uid, m.gid)
+            if os.geteuid() == 0:
+                # Without root the files stay the user's own, which a rootless pod's user
+                # namespace maps to root (sandbox/rootless.py): the owner a layer says.
+                os.lchown(dest, m.uid, m.gid)
             if not m.issym():
                 os.chmod(dest, m.mode & 0o7777)
                 if not m.isdir():

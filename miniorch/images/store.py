@@ -312,12 +312,34 @@ class ImageStore:
         img = self.resolve(ref)
         if img is not None:
             return img
+        img = self.pull(ref, progress=progress)
+        if img is None:
+            raise PullAccessDenied(parse_reference(ref).familiar_repository)
+        return img
+
+    def serves(self, ref: str) -> bool:
+        """Whether a *remote* puller (one with a `serves(ref)` method, e.g. a registry)
+        fetches `ref`. Local pullers (built-in base images) do not count: an image they
+        made is never out of date, so `imagePullPolicy: Always` need not ask them again."""
+        parsed = parse_reference(ref)
+        for puller in self.pullers:
+            serves = getattr(puller, "serves", None)
+            if serves is not None and serves(parsed):
+                return True
+        return False
+
+    def pull(self, ref: str, *, progress: Progress = _no_progress) -> Image | None:
+        """Ask each puller in turn, even if `ref` is present (`imagePullPolicy: Always`).
+
+        None when no puller knows where `ref` comes from (no registry for it); a puller
+        that knows but fails raises (`RegistryError`, `PullAccessDenied`).
+        """
         parsed = parse_reference(ref)
         for puller in self.pullers:
             img = puller.pull(self, parsed, progress=progress)
             if img is not None:
                 return img
-        raise PullAccessDenied(parsed.familiar_repository)
+        return None
 
     def raw_config(self, image: Image) -> dict[str, Any]:
         doc: dict[str, Any] = json.loads(self.read_blob(image.id))
@@ -345,6 +367,27 @@ class ImageStore:
             "layers": [d.to_json() for d in layers],
         }
         mdesc = self.put_blob_bytes(canonical_json(manifest), MEDIA_MANIFEST)
+        with self._locked():
+            index = self._read_index()
+            if refs:
+                for r in refs:
+                    index = self._point(index, r, mdesc)
+            elif not any(m["digest"] == mdesc.digest for m in index):
+                index.append(mdesc.to_json())
+            self._write_index(index)
+        return self._image_from_manifest(mdesc, tuple(refs))
+
+    def add_manifest(self, data: bytes, media_type: str, refs: Sequence[Reference]) -> Image:
+        """Store a manifest exactly as fetched (its digest is the registry's) and name it.
+
+        Its config and layer blobs must be stored already (a pull commits them first,
+        under a lease). The bytes are kept verbatim so `name@digest` keeps matching.
+        """
+        manifest = json.loads(data)
+        for d in [manifest["config"], *(manifest.get("layers") or [])]:
+            if not self.has_blob(d["digest"]):
+                raise ImageError(f"blob {d['digest']} is not in the store")
+        mdesc = self.put_blob_bytes(data, media_type)
         with self._locked():
             index = self._read_index()
             if refs:

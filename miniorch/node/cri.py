@@ -35,6 +35,11 @@ class ImagePullError(Exception):
     """The image is not here and could not be fetched (→ ErrImagePull, ImagePullBackOff)."""
 
 
+class NoImageSource(ImagePullError):
+    """No registry serves this reference: a local copy, if any, is the only one there is
+    (so `imagePullPolicy: Always` runs a locally built `kubia:latest`)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class ImageInfo:
     """A locally present image, as the kubelet needs it."""
@@ -47,6 +52,8 @@ class ImageInfo:
     cmd: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     workdir: str = ""
+    size: int = 0
+    """Uncompressed bytes (the `Pulled` event's `Image size`); 0 if unknown."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +75,9 @@ class SandboxConfig:
     pids_max: int
     pod_dir: Path
     """$MINIORCH_HOME/pods/<ns>_<name>_<uid>: sandbox state, rootfs upper dirs, logs."""
+    ports: tuple[int, ...] = ()
+    """The pod's declared TCP containerPorts (a runtime without network isolation
+    refuses a pod whose ports are taken: node/rootless.py PlainRuntime)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,8 +161,14 @@ class ContainerRuntime(Protocol):
         ...
 
     async def pull_image(self, ref: str) -> ImageInfo:
-        """Fetch an image that `resolve_image` did not find; `ImagePullError` if it
-        cannot be had (its message is shown to the user)."""
+        """Fetch an image from where it comes from (even if present: `imagePullPolicy:
+        Always`); `ImagePullError` if it cannot be had (its message is shown to the
+        user), `NoImageSource` if nothing serves `ref`."""
+        ...
+
+    def can_pull(self, ref: str) -> bool:
+        """Whether a registry serves `ref` (cheap, no I/O): `Always` re-pulls a present
+        image only then; built-in and locally built images are used as they are."""
         ...
 
     async def create_sandbox(self, config: SandboxConfig) -> RuntimeSandbox:

@@ -30,6 +30,7 @@ from miniorch.api.errors import ApiError, Gone, NotFound
 from miniorch.api.kinds import LEASES, NODES, PODS
 from miniorch.api.registry import Registry
 from miniorch.core.clock import Clock, rfc3339, rfc3339_micro
+from miniorch.core.dialer import Dialer
 from miniorch.core.objects import NodeName, Obj, ObjectUid, uid_of
 from miniorch.core.settings import Settings
 from miniorch.node import nodeinfo
@@ -58,7 +59,8 @@ def node_host_ip(index: int) -> str:
 class Kubelet:
     def __init__(self, *, name: NodeName, index: int, registry: Registry, settings: Settings,
                  clock: Clock, runtime: ContainerRuntime,
-                 config: KubeletConfig | None = None) -> None:
+                 config: KubeletConfig | None = None, dialer: Dialer | None = None) -> None:
+        """`dialer`: how probes reach pod IPs (None: plain TCP; rootless mode)."""
         self.name = name
         self.index = index
         self.registry = registry
@@ -75,7 +77,8 @@ class Kubelet:
             clock=clock, runtime=runtime, config=self.config,
             ipam=IpAllocator(self.pod_cidr), events=self.events,
             start_slots=anyio.CapacityLimiter(self.config.parallel_pod_starts),
-            gateway=str(cluster.network_address + 1), prefix_len=cluster.prefixlen)
+            gateway=str(cluster.network_address + 1), prefix_len=cluster.prefixlen,
+            dialer=dialer)
         self.workers: dict[ObjectUid, PodWorker] = {}
         self._finished: set[ObjectUid] = set()
         self.log = structlog.get_logger(__name__).bind(node=name)

@@ -41,11 +41,12 @@ import structlog
 
 from miniorch.api.errors import ApiError, Conflict, NotFound
 from miniorch.api.kinds import PODS
-from miniorch.core.quantity import parse_quantity
 from miniorch.api.registry import Registry
 from miniorch.core import podfiles
 from miniorch.core.clock import Clock, rfc3339
+from miniorch.core.dialer import Dialer
 from miniorch.core.objects import NodeName, Obj, is_terminating, name_of, namespace_of, uid_of
+from miniorch.core.quantity import parse_quantity
 from miniorch.core.settings import Settings
 from miniorch.node.config import KubeletConfig
 from miniorch.node.cri import (
@@ -54,6 +55,7 @@ from miniorch.node.cri import (
     ExitInfo,
     ImageInfo,
     ImagePullError,
+    NoImageSource,
     RuntimeContainer,
     RuntimeFailure,
     RuntimeSandbox,
@@ -83,6 +85,9 @@ class NodeContext:
     """How many pods of this node may be in their start path at once."""
     gateway: str
     prefix_len: int
+    dialer: Dialer | None = None
+    """How probes reach pod IPs (None: plain TCP; rootless mode: through the pod's
+    shim, see core.dialer)."""
 
 
 class _StalePod(Exception):
@@ -99,6 +104,14 @@ def go_duration(seconds: float) -> str:
         return f"{minutes}m{secs}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes}m{secs}s"
+
+
+def declared_ports(pod: Obj) -> tuple[int, ...]:
+    """Every TCP containerPort the pod's containers declare (SandboxConfig.ports)."""
+    return tuple(int(p["containerPort"])
+                 for c in pod.get("spec", {}).get("containers") or []
+                 for p in c.get("ports") or []
+                 if p.get("containerPort") and (p.get("protocol") or "TCP") == "TCP")
 
 
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -331,7 +344,7 @@ class PodWorker:
             prefix_len=self.ctx.prefix_len, gateway=self.ctx.gateway,
             bridge=self.ctx.settings.network.bridge_name, cpu_millis=cpu,
             memory_bytes=memory, pids_max=self.ctx.config.default_pids_max,
-            pod_dir=self.pod_dir)
+            pod_dir=self.pod_dir, ports=declared_ports(self.pod))
         delay = 0.0
         while True:
             await slot.acquire_on_behalf_of(self)
@@ -376,43 +389,65 @@ class PodWorker:
     # ---- containers ----------------------------------------------------------------
 
     async def _pull(self, container: Obj, view: ContainerView) -> ImageInfo:
+        """The container's image by its `imagePullPolicy` (defaults filled by the API):
+        IfNotPresent pulls only a missing image; Always re-pulls whenever a registry
+        serves the reference (a built-in or locally built image is used as it is);
+        Never uses the local image or waits in ErrImageNeverPull. Pulls run in the
+        runtime's worker threads, never on this event loop."""
         ref = str(container.get("image", ""))
+        policy = str(container.get("imagePullPolicy") or "IfNotPresent")
         config = self.ctx.config
         delay = 0.0
         while True:
             runtime = self.ctx.runtime
-            image = await runtime.resolve_image(ref)
-            if image is not None:
+            present = await runtime.resolve_image(ref)
+            if present is not None and (policy != "Always" or not runtime.can_pull(ref)):
                 self._event("Normal", "Pulled",
                             f'Container image "{ref}" already present on machine')
-                return image
-            self._event("Normal", "Pulling", f'Pulling image "{ref}"')
-            began = self.ctx.clock.monotonic()
-            try:
-                image = await runtime.pull_image(ref)
-            except ImagePullError as exc:
-                detail = str(exc)
+                return present
+            if policy == "Never":
+                reason = "ErrImageNeverPull"
+                detail = message = (f'Container image "{ref}" is not present with pull '
+                                    "policy of Never")
+                self._event("Warning", reason, message)
             else:
-                took = self.ctx.clock.monotonic() - began
-                self._event("Normal", "Pulled", f'Successfully pulled image "{ref}" in '
-                            f"{took:.3f}s")
-                return image
-            message = f'Failed to pull image "{ref}": {detail}'
+                self._event("Normal", "Pulling", f'Pulling image "{ref}"')
+                began = self.ctx.clock.monotonic()
+                try:
+                    image = await runtime.pull_image(ref)
+                except NoImageSource as exc:
+                    if present is not None:  # nothing to re-pull from: the local copy it is
+                        self._event("Normal", "Pulled",
+                                    f'Container image "{ref}" already present on machine')
+                        return present
+                    detail = str(exc)
+                except ImagePullError as exc:
+                    detail = str(exc)
+                else:
+                    took = self.ctx.clock.monotonic() - began
+                    self._event("Normal", "Pulled",
+                                f'Successfully pulled image "{ref}" in {took:.3f}s '
+                                f"({took:.3f}s including waiting). "
+                                f"Image size: {image.size} bytes.")
+                    return image
+                reason = "ErrImagePull"
+                message = f'Failed to pull image "{ref}": {detail}'
+                self._event("Warning", "Failed", message)
+                self._event("Warning", "Failed", f"Error: {reason}")
             delay = config.image_backoff_base if not delay else min(delay * 2,
                                                                     config.image_backoff_cap)
-            view.state = {"waiting": {"reason": "ErrImagePull", "message": message}}
-            self._event("Warning", "Failed", message)
-            self._event("Warning", "Failed", "Error: ErrImagePull")
+            view.state = {"waiting": {"reason": reason, "message": message}}
             self._sync_status()
             self._first_attempt_done(view.name)
             # ErrImagePull shows until the next sync notices the back-off, as in kubelet.
             await anyio.sleep(delay * 0.2)
-            view.state = {"waiting": {"reason": "ImagePullBackOff",
-                                      "message": f'Back-off pulling image "{ref}": '
-                                                 f"ErrImagePull: {detail}"}}
-            self._event("Normal", "BackOff", f'Back-off pulling image "{ref}"')
-            self._event("Warning", "Failed", "Error: ImagePullBackOff")
-            self._sync_status()
+            if reason == "ErrImagePull":
+                view.state = {"waiting": {"reason": "ImagePullBackOff",
+                                          "message": f'Back-off pulling image "{ref}": '
+                                                     f"ErrImagePull: {detail}"}}
+                self._event("Normal", "BackOff", f'Back-off pulling image "{ref}"')
+                self._event("Warning", "Failed", "Error: ImagePullBackOff")
+                self._sync_status()
             await anyio.sleep(delay * 0.8)
 
     async def _supervise(self, container: Obj) -> None:
@@ -562,14 +597,16 @@ class PodWorker:
         exec_fn = self._exec_fn(proc)
         while True:
             if spec is None:
-                results = [await run_probe(p, pod_ip=self.pod_ip, exec_fn=exec_fn)
+                results = [await run_probe(p, pod_ip=self.pod_ip, exec_fn=exec_fn,
+                                           dialer=self.ctx.dialer)
                            for p in implicit]
                 if all(r.ok for r in results):
                     self._set_ready(view, True)
                     return
                 await anyio.sleep(fast)
                 continue
-            result = await run_probe(spec, pod_ip=self.pod_ip, exec_fn=exec_fn)
+            result = await run_probe(spec, pod_ip=self.pod_ip, exec_fn=exec_fn,
+                                     dialer=self.ctx.dialer)
             now = clock.monotonic()
             if result.ok:
                 failures = 0
@@ -600,7 +637,8 @@ class PodWorker:
         exec_fn = self._exec_fn(proc)
         failures = 0
         while True:
-            result = await run_probe(spec, pod_ip=self.pod_ip, exec_fn=exec_fn)
+            result = await run_probe(spec, pod_ip=self.pod_ip, exec_fn=exec_fn,
+                                     dialer=self.ctx.dialer)
             if result.ok:
                 failures = 0
             else:

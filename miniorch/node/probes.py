@@ -14,7 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
+from anyio.abc import SocketStream
 
+from miniorch.core.dialer import Dialer
 from miniorch.core.objects import Obj
 
 ExecFn = Callable[[list[str]], Awaitable[tuple[int, bytes]]]
@@ -99,10 +101,18 @@ def _url(spec: ProbeSpec, host: str) -> str:
     return f"{spec.scheme.lower()}://{host}:{spec.port}{spec.path}"
 
 
-async def _tcp(host: str, port: int, limit: float) -> ProbeResult:
+async def _connect(host: str, port: int, dialer: Dialer | None) -> SocketStream:
+    """Plain TCP, or through the dialer (rootless mode: pod IPs are virtual)."""
+    if dialer is None:
+        return await anyio.connect_tcp(host, port)
+    return await SocketStream.from_socket(await dialer.connect(host, port))
+
+
+async def _tcp(host: str, port: int, limit: float, dialer: Dialer | None = None
+               ) -> ProbeResult:
     try:
         with anyio.fail_after(limit):
-            stream = await anyio.connect_tcp(host, port)
+            stream = await _connect(host, port, dialer)
         await stream.aclose()
         return ProbeResult(True)
     except TimeoutError:
@@ -111,7 +121,7 @@ async def _tcp(host: str, port: int, limit: float) -> ProbeResult:
         return ProbeResult(False, f"dial tcp {host}:{port}: connect: {_reason(exc)}")
 
 
-async def _http(spec: ProbeSpec, host: str) -> ProbeResult:
+async def _http(spec: ProbeSpec, host: str, dialer: Dialer | None = None) -> ProbeResult:
     """A bare HTTP/1.1 GET: the status line is all a probe needs (no client session to
     own, no connection pool to drain)."""
     url = _url(spec, host)
@@ -119,7 +129,7 @@ async def _http(spec: ProbeSpec, host: str) -> ProbeResult:
         return ProbeResult(False, f'Get "{url}": scheme {spec.scheme} is not supported')
     try:
         with anyio.fail_after(spec.timeout):
-            stream = await anyio.connect_tcp(host, spec.port)
+            stream = await _connect(host, spec.port, dialer)
             async with stream:
                 headers = {"Host": f"{host}:{spec.port}", "User-Agent": "kube-probe/1.32",
                            "Accept": "*/*", "Connection": "close", **dict(spec.headers)}
@@ -148,12 +158,14 @@ async def _http(spec: ProbeSpec, host: str) -> ProbeResult:
     return ProbeResult(False, f"HTTP probe failed with statuscode: {code}")
 
 
-async def run_probe(spec: ProbeSpec, *, pod_ip: str, exec_fn: ExecFn) -> ProbeResult:
+async def run_probe(spec: ProbeSpec, *, pod_ip: str, exec_fn: ExecFn,
+                    dialer: Dialer | None = None) -> ProbeResult:
+    """`dialer`: how to reach `pod_ip` (None: plain TCP; see core.dialer)."""
     host = spec.host or pod_ip
     if spec.kind == "tcpSocket":
-        return await _tcp(host, spec.port, spec.timeout)
+        return await _tcp(host, spec.port, spec.timeout, dialer)
     if spec.kind == "httpGet":
-        return await _http(spec, host)
+        return await _http(spec, host, dialer)
     try:
         with anyio.fail_after(spec.timeout):
             code, output = await exec_fn(list(spec.command))

@@ -30,7 +30,7 @@ from miniorch.node.cri import (
     ContainerConfig,
     ExitInfo,
     ImageInfo,
-    ImagePullError,
+    NoImageSource,
     RuntimeContainer,
     RuntimeFailure,
     SandboxConfig,
@@ -158,9 +158,12 @@ class ProcessRuntime:
     def version(self) -> str:
         return "miniorch://0.1.0-processes"
 
+    def can_pull(self, ref: str) -> bool:
+        return False
+
     async def pull_image(self, ref: str) -> ImageInfo:
         # Nothing to pull from: a test adds images to `self.images` instead.
-        raise ImagePullError(f'image "{ref}" not found: no registry to pull it from '
+        raise NoImageSource(f'image "{ref}" not found: no registry to pull it from '
                              f'(build it with "miniorch image build -t {ref} DIR")')
 
     async def resolve_image(self, ref: str) -> ImageInfo | None:

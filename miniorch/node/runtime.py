@@ -6,8 +6,8 @@
                                       rootfs=RootfsSpec(image layers (topmost first),
                                                         <pod dir>/.rw/<name>/upper, .../work))
                           └─► PodSandbox.start_container ──► ContainerProcess
-    image refs ──► ImageStore.resolve (present) / ImageStore.ensure (built-in base images,
-                   later a registry) ──► ImageInfo
+    image refs ──► ImageStore.resolve (present) / ImageStore.pull (built-in base images,
+                   then configured registries; one pull per ref at a time) ──► ImageInfo
 
 Invariants: a restarted container gets a fresh writable layer (the upper dir is wiped
 before each start, as Kubernetes gives a new container a new one); the `.sandbox` and
@@ -25,13 +25,15 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from miniorch.images.errors import ImageError
+from miniorch.images.errors import ImageError, PullAccessDenied
+from miniorch.images.reference import parse_reference
 from miniorch.images.store import ImageStore
 from miniorch.node.cri import (
     ContainerConfig,
     ExitInfo,
     ImageInfo,
     ImagePullError,
+    NoImageSource,
     RuntimeContainer,
     RuntimeFailure,
     SandboxConfig,
@@ -44,6 +46,7 @@ from miniorch.sandbox.pod import (
     PodSandboxSpec,
     RootfsSpec,
     SandboxError,
+    ShimSpawner,
     exec_in_sandbox,
 )
 
@@ -153,11 +156,18 @@ class SandboxRuntime:
     tests use a random one so leak checks and cleanup find only their own."""
 
     def __init__(self, *, images: ImageStore, cgroups: Cgroups | None = None,
-                 id_prefix: str = "mo-", version: str = "0.1.0") -> None:
+                 id_prefix: str = "mo-", version: str = "0.1.0",
+                 spawner: ShimSpawner | None = None) -> None:
         self.images = images
+        # Shims forked by a zygote (the cluster's choice: much cheaper per pod); None
+        # spawns each shim directly.
+        self.spawner = spawner
         self.cgroups = cgroups or Cgroups()
         self.id_prefix = id_prefix
         self._version = version
+        self._pull_locks: dict[str, anyio.Lock] = {}
+        """Pods of one node (or of all nodes sharing this runtime) wanting the same
+        image wait for one pull instead of each downloading it."""
 
     @property
     def version(self) -> str:
@@ -170,7 +180,8 @@ class SandboxRuntime:
             key, _, value = item.partition("=")
             env[key] = value
         return ImageInfo(ref=ref, id=image.id, entrypoint=tuple(config.entrypoint or ()),
-                         cmd=tuple(config.cmd or ()), env=env, workdir=config.workdir)
+                         cmd=tuple(config.cmd or ()), env=env, workdir=config.workdir,
+                         size=int(image.size))
 
     def _resolve(self, ref: str) -> ImageInfo | None:
         try:
@@ -181,16 +192,28 @@ class SandboxRuntime:
 
     def _pull(self, ref: str) -> ImageInfo:
         try:
-            image = self.images.ensure(ref)
+            image = self.images.pull(ref)
+            if image is None:
+                raise NoImageSource(str(PullAccessDenied(parse_reference(ref).familiar_repository)))
         except ImageError as exc:
             raise ImagePullError(str(exc)) from exc
         return self._info(ref, image)
+
+    def can_pull(self, ref: str) -> bool:
+        try:
+            return self.images.serves(ref)
+        except ImageError:
+            return False
 
     async def resolve_image(self, ref: str) -> ImageInfo | None:
         return await anyio.to_thread.run_sync(self._resolve, ref)
 
     async def pull_image(self, ref: str) -> ImageInfo:
-        return await anyio.to_thread.run_sync(self._pull, ref)
+        lock = self._pull_locks.setdefault(ref, anyio.Lock())
+        async with lock:
+            # Abandoned on cancel (the pod went away): the thread finishes on its own and
+            # a pull is all-or-nothing, so nothing half-written is left behind.
+            return await anyio.to_thread.run_sync(self._pull, ref, abandon_on_cancel=True)
 
     async def create_sandbox(self, config: SandboxConfig) -> SandboxHandle:
         spec = PodSandboxSpec(
@@ -200,7 +223,8 @@ class SandboxRuntime:
             cpu_millis=config.cpu_millis, memory_bytes=config.memory_bytes,
             pids_max=config.pids_max)
         try:
-            sandbox = await PodSandbox.create(spec, cgroups=self.cgroups)
+            sandbox = await PodSandbox.create(spec, cgroups=self.cgroups,
+                                              spawner=self.spawner)
         except (SandboxError, OSError, TimeoutError) as exc:
             raise RuntimeFailure(str(exc) or type(exc).__name__) from exc
         return SandboxHandle(sandbox, config, self.images)

@@ -36,6 +36,7 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from miniorch.core.dialer import Dialer
 from miniorch.proxy.balancer import Backend, Balancer
 
 log = structlog.get_logger(__name__)
@@ -70,20 +71,31 @@ RouteTable = Mapping[tuple[str, int], Route]
 
 ROUTES = web.AppKey("routes", RouteTable)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+DIALER = web.AppKey("dialer", Dialer)
 
 
-def proxy_app(routes: RouteTable) -> web.Application:
-    """The application every Service listener serves; `routes` is read live."""
+def proxy_app(routes: RouteTable, *, dialer: Dialer | None = None) -> web.Application:
+    """The application every Service listener serves; `routes` is read live.
+    `dialer`: how to reach pods when their IPs are not routable (rootless mode);
+    None: plain TCP through aiohttp's own connector."""
     app = web.Application(handler_args={"max_field_size": 16384})
     app[ROUTES] = routes
+    if dialer is not None:
+        app[DIALER] = dialer
     app.cleanup_ctx.append(_client_session)
     app.router.add_route("*", "/{tail:.*}", _forward)
     return app
 
 
 async def _client_session(app: web.Application) -> AsyncIterator[None]:
-    connector = aiohttp.TCPConnector(limit=UPSTREAM_CONNECTIONS, limit_per_host=0,
-                                     keepalive_timeout=30.0)
+    connector: aiohttp.BaseConnector
+    dialer = app.get(DIALER)
+    if dialer is not None:
+        from miniorch.proxy.dialing import DialerConnector
+        connector = DialerConnector(dialer, limit=UPSTREAM_CONNECTIONS, keepalive_timeout=30.0)
+    else:
+        connector = aiohttp.TCPConnector(limit=UPSTREAM_CONNECTIONS, limit_per_host=0,
+                                         keepalive_timeout=30.0)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_SECONDS)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout,
                                      auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),

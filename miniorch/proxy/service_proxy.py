@@ -56,6 +56,7 @@ from miniorch.api.kinds import ENDPOINTS, NODES, SERVICES, Resource
 from miniorch.api.registry import Registry
 from miniorch.api.store import Watch, WatchEvent
 from miniorch.core.clock import Clock, SystemClock
+from miniorch.core.dialer import Dialer
 from miniorch.core.objects import Obj
 from miniorch.core.settings import Settings
 from miniorch.proxy.balancer import Balancer, affinity_timeout, ready_backends
@@ -124,9 +125,12 @@ class ServiceProxy:
 
     def __init__(self, *, registry: Registry, settings: Settings,
                  local_addresses: LocalAddresses, clock: Clock | None = None,
-                 retry_backoff: tuple[float, float] = (1.0, 30.0)) -> None:
+                 retry_backoff: tuple[float, float] = (1.0, 30.0),
+                 dialer: Dialer | None = None) -> None:
         """`retry_backoff`: (first, max) seconds between attempts to bind a listener
-        that failed; doubles per failure, resets on success."""
+        that failed; doubles per failure, resets on success. `dialer`: how backend
+        connections reach pods (None: plain TCP; rootless mode passes its own)."""
+        self._dialer = dialer
         self._registry = registry
         self._settings = settings
         self._local = local_addresses
@@ -178,7 +182,8 @@ class ServiceProxy:
                   ) -> None:
         self._wake = anyio.Event()
         self._changed = anyio.Event()
-        runner = web.AppRunner(proxy_app(self._routes), access_log=None, shutdown_timeout=1.0)
+        runner = web.AppRunner(proxy_app(self._routes, dialer=self._dialer),
+                               access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         self._runner = runner
         try:

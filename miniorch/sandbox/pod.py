@@ -88,6 +88,10 @@ class PodSandboxSpec:
     cpu_millis: int | None = None
     memory_bytes: int | None = None
     pids_max: int | None = None
+    init: bool = True
+    """Fork a minimal init as PID 1 (pods). False: the first container started is PID 1
+    itself, as Docker runs a standalone container (`ps` inside shows the app as PID 1);
+    such a sandbox takes one container, and `init_pid` is that container's pid."""
     resolv_conf: str = DEFAULT_RESOLV_CONF
     """The pod's /etc/resolv.conf. Not the host's: its nameserver is not reachable from
     a pod (no forwarding), and every lookup would hang until its timeout."""
@@ -112,6 +116,10 @@ class ContainerSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     workdir: str = "/"
     rootfs: RootfsSpec | None = None
+    tty: bool = False
+    """Run on a new pty (its controlling terminal): `ContainerProcess.stdout` reads and
+    `.stdin` writes the pty master; stderr is merged, as on a terminal. Without a tty
+    stdin is /dev/null."""
 
 
 @dataclass(frozen=True)
@@ -219,11 +227,14 @@ class ContainerProcess:
 
     def __init__(self, *, name: str, pid: int, channel: _ShimChannel, cgroup: CgroupHandle,
                  pod_cgroup: CgroupHandle, stdout: ByteReceiveStream,
-                 stderr: ByteReceiveStream) -> None:
+                 stderr: ByteReceiveStream, pty_master: int | None = None) -> None:
         self.name = name
         self.pid = pid
         self.stdout = stdout
         self.stderr = stderr
+        self._pty_master = pty_master
+        self.stdin: ByteSendStream | None = (
+            FdSendStream(pty_master, owned=False) if pty_master is not None else None)
         self.cgroup = cgroup
         self._channel = channel
         self._pod_cgroup = pod_cgroup
@@ -233,6 +244,13 @@ class ContainerProcess:
     @property
     def returncode(self) -> ExitStatus | None:
         return self._status
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Set the pty's window size (no-op without a tty)."""
+        if self._pty_master is not None:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(self._pty_master, termios.TIOCSWINSZ,
+                            struct.pack("HHHH", rows, cols, 0, 0))
 
     async def wait(self) -> ExitStatus:
         """The app's exit: a code, or the signal that killed it (kill -9 → signal 9)."""
@@ -261,21 +279,108 @@ class ContainerProcess:
         return status
 
 
+class _ShimPid:
+    """A shim forked by the zygote (not our child): watched and killed through a pidfd,
+    which cannot hit a recycled pid. Mirrors the part of anyio's Process we use."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._fd = os.pidfd_open(pid)
+        self.returncode: int | None = None
+
+    async def wait(self) -> int | None:
+        if self.returncode is None and self._fd >= 0:
+            # A pidfd turns readable once the process has exited.
+            await anyio.wait_readable(self._fd)
+            self.returncode = 0
+        return self.returncode
+
+    def kill(self) -> None:
+        if self._fd >= 0:
+            signal.pidfd_send_signal(self._fd, signal.SIGKILL)
+
+    async def aclose(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class ShimSpawner:
+    """Forks pod shims from one small pre-started process (`_shim.py zygote`).
+
+    Spawning a shim straight from the cluster process costs a fork of a big process on
+    the event loop plus ~70 ms of interpreter start-up per pod; the zygote pays the
+    interpreter once. Pods still die with the cluster: cluster ─PDEATHSIG→ zygote
+    ─PDEATHSIG→ shim ─PDEATHSIG→ init (and the PID namespace with it).
+
+    Start it from the event-loop thread (PDEATHSIG follows the forking *thread*); it is
+    started lazily by the first `spawn`. `aclose()` after every sandbox is destroyed.
+    """
+
+    def __init__(self) -> None:
+        self._process: anyio.abc.Process | None = None
+        self._channel: _ShimChannel | None = None
+        self._lock = anyio.Lock()
+
+    @staticmethod
+    def available() -> bool:
+        return hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
+
+    async def _ensure(self) -> _ShimChannel:
+        async with self._lock:
+            if self._channel is None or self._channel.closed:
+                if self._process is not None:
+                    await self._reap()
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                try:
+                    self._process = await anyio.open_process(
+                        [sys.executable, "-I", "-S", str(SHIM), "zygote", str(os.getpid())],
+                        stdin=theirs.fileno(), stdout=None, stderr=None)
+                finally:
+                    theirs.close()
+                self._channel = _ShimChannel(ours)
+            return self._channel
+
+    async def spawn(self, *, control: socket.socket, log_fd: int) -> _ShimPid:
+        channel = await self._ensure()
+        reply = await channel.request({"op": "spawn"}, fds=[control.fileno(), log_fd])
+        if not reply.get("ok"):
+            raise SandboxError(f"shim zygote: {reply.get('error')}")
+        return _ShimPid(int(reply["pid"]))
+
+    async def _reap(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        if self._process is not None:
+            with anyio.CancelScope(shield=True):
+                await self._process.wait()  # it waits for its shims, then exits
+                await self._process.aclose()
+        self._process = self._channel = None
+
+    async def aclose(self) -> None:
+        """Close the channel and wait for the zygote (it leaves once its shims are gone)."""
+        await self._reap()
+
+
 class PodSandbox:
     """One pod: namespaces, network, cgroup and a PID 1. See the module docstring."""
 
-    def __init__(self, spec: PodSandboxSpec, cgroups: Cgroups) -> None:
+    def __init__(self, spec: PodSandboxSpec, cgroups: Cgroups,
+                 spawner: ShimSpawner | None = None) -> None:
         self.spec = spec
         self._cgroups = cgroups
+        self._spawner = spawner
         self.cgroup = cgroups.handle(spec.id)
         self._channel: _ShimChannel | None = None
-        self._shim: anyio.abc.Process | None = None
+        self._shim: anyio.abc.Process | _ShimPid | None = None
         self._init_pid: int | None = None
         self._containers: dict[str, ContainerProcess] = {}
         self._destroyed = False
 
     @property
     def init_pid(self) -> int:
+        if self._init_pid is None and not self.spec.init and self._containers:
+            return next(iter(self._containers.values())).pid
         if self._init_pid is None:
             raise SandboxError("sandbox has no init")
         return self._init_pid
@@ -298,9 +403,11 @@ class PodSandbox:
                 "cgroup": [str(d) for d in self.cgroup.dirs], "id": self.spec.id}
 
     @classmethod
-    async def create(cls, spec: PodSandboxSpec, *, cgroups: Cgroups | None = None) -> PodSandbox:
+    async def create(cls, spec: PodSandboxSpec, *, cgroups: Cgroups | None = None,
+                     spawner: ShimSpawner | None = None) -> PodSandbox:
+        """`spawner`: fork the shim from a zygote (cheap); None: spawn it directly."""
         started = time.perf_counter()
-        sandbox = cls(spec, cgroups or Cgroups())
+        sandbox = cls(spec, cgroups or Cgroups(), spawner)
         try:
             await sandbox._create()
         except BaseException:
@@ -319,15 +426,19 @@ class PodSandbox:
         with open(spec.state_dir / "shim.log", "ab") as shim_log:  # noqa: ASYNC230 - µs
             try:
                 # Spawn first: the interpreter starts while we build the cgroup and netns.
-                self._shim = await anyio.open_process(
-                    [sys.executable, "-I", "-S", str(SHIM), "pod", str(os.getpid())],
-                    stdin=theirs.fileno(), stdout=shim_log, stderr=shim_log)
+                if self._spawner is not None:
+                    self._shim = await self._spawner.spawn(control=theirs,
+                                                           log_fd=shim_log.fileno())
+                else:
+                    self._shim = await anyio.open_process(
+                        [sys.executable, "-I", "-S", str(SHIM), "pod", str(os.getpid())],
+                        stdin=theirs.fileno(), stdout=shim_log, stderr=shim_log)
             finally:
                 theirs.close()
         pod_cgroup = self._cgroups.create(spec.id, cpu_millis=spec.cpu_millis,
                                           memory_bytes=spec.memory_bytes,
                                           pids_max=spec.pids_max)
-        init_cgroup = pod_cgroup.child("init")
+        init_cgroup = pod_cgroup.child("init") if spec.init else None
         await create_pod_network(netns=self.netns, host_veth=self.host_veth, ip=spec.ip,
                                  prefix_len=spec.prefix_len, gateway=spec.gateway,
                                  bridge=spec.bridge)
@@ -339,12 +450,14 @@ class PodSandbox:
             source.write_text(text)
             etc_binds[target] = str(source)
         config = {"netns_path": str(netns_path(self.netns)), "hostname": spec.hostname,
-                  "init_cgroup_procs": init_cgroup.procs_files, "etc_binds": etc_binds}
+                  "init_cgroup_procs": init_cgroup.procs_files if init_cgroup else [],
+                  "etc_binds": etc_binds, "init": spec.init}
         with anyio.fail_after(SHIM_START_TIMEOUT):
             reply = await self._channel.request(config)
         if not reply.get("ok"):
             raise SandboxError(f"pod shim failed: {reply.get('error')}")
-        self._init_pid = int(reply["init_pid"])
+        if reply.get("init_pid") is not None:
+            self._init_pid = int(reply["init_pid"])
 
     def _etc_files(self) -> dict[str, str]:
         spec = self.spec
@@ -362,6 +475,8 @@ class PodSandbox:
             raise SandboxError("sandbox is not running")
         if not cspec.argv:
             raise SandboxError("empty argv")
+        if not self.spec.init and self._containers:
+            raise SandboxError("a sandbox without an init runs one container, once")
         previous = self._containers.get(cspec.name)
         if previous is not None and previous.returncode is None:
             raise SandboxError(f"container {cspec.name} is already running")
@@ -373,7 +488,8 @@ class PodSandbox:
         env.setdefault("PATH", DEFAULT_PATH)
         env.setdefault("HOSTNAME", self.spec.hostname)
         req: dict[str, Any] = {"op": "start", "argv": list(cspec.argv), "env": env,
-                               "workdir": cspec.workdir, "cgroup_procs": leaf.procs_files}
+                               "workdir": cspec.workdir, "cgroup_procs": leaf.procs_files,
+                               "tty": cspec.tty, "pdeathsig": not self.spec.init}
         if cspec.rootfs is not None:
             rootfs = cspec.rootfs
             merged = rootfs.merged_dir or self.spec.state_dir / "rootfs" / cspec.name
@@ -381,17 +497,27 @@ class PodSandbox:
                              "upper_dir": str(rootfs.upper_dir),
                              "work_dir": str(rootfs.work_dir), "merged_dir": str(merged)}
             req["etc_files"] = self._etc_files()
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        pty_master: int | None = None
+        if cspec.tty:
+            # The container writes everything to the pty; stderr's pipe just reads EOF.
+            pty_master, slave = os.openpty()
+            os.set_inheritable(pty_master, False)
+            out_r = pty_master
+            sent = [slave, slave, slave]
+            os.close(err_w)
+        else:
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            sent = [devnull, out_w, err_w]
         try:
-            reply = await self._channel.request(req, [devnull, out_w, err_w])
+            reply = await self._channel.request(req, sent)
         except BaseException:
             os.close(out_r)
             os.close(err_r)
             raise
         finally:
-            for fd in (devnull, out_w, err_w):
+            for fd in set(sent):
                 os.close(fd)
         if not reply.get("ok"):
             os.close(out_r)
@@ -399,7 +525,8 @@ class PodSandbox:
             raise SandboxError(f"container {cspec.name}: {reply.get('error')}")
         proc = ContainerProcess(name=cspec.name, pid=int(reply["pid"]), channel=self._channel,
                                 cgroup=leaf, pod_cgroup=self.cgroup,
-                                stdout=FdReceiveStream(out_r), stderr=FdReceiveStream(err_r))
+                                stdout=FdReceiveStream(out_r), stderr=FdReceiveStream(err_r),
+                                pty_master=pty_master)
         self._containers[cspec.name] = proc
         return proc
 
@@ -532,6 +659,9 @@ async def exec_in_sandbox(init_pid: int, argv: Sequence[str], *, tty: bool,
         cgroup_procs = _cgroup_procs_of(target)
     except (OSError, ValueError) as exc:
         raise SandboxError(f"process {target} is gone") from exc
+    rootless = os.geteuid() != 0
+    if rootless:
+        cgroup_procs = []  # rootless pods have no cgroups (sandbox/rootless.py)
     if env is None:
         env = _environ_of(container_pid) if container_pid else {}
     full_env = dict(env)
@@ -541,6 +671,10 @@ async def exec_in_sandbox(init_pid: int, argv: Sequence[str], *, tty: bool,
     spec = {"parent_pid": os.getpid(), "target_pid": target, "argv": list(argv),
             "env": full_env, "tty": tty, "cwd": cwd, "cgroup_procs": cgroup_procs}
     command = [sys.executable, "-I", "-S", str(SHIM), "exec", json.dumps(spec)]
+    if rootless:
+        # Enters the pod's user namespace first (or nothing at all in plain mode).
+        from miniorch.sandbox.rootless import rootless_exec_command
+        command = rootless_exec_command(json.dumps(spec))
     if not tty:
         process = await anyio.open_process(command)
         return ExecProcess(process, master=None)

@@ -323,3 +323,51 @@ def test_python_client_load_kube_config_and_exec(cluster: Cluster) -> None:
     assert out == "from-python\n"
     assert "kube-node-lease" in names
     assert version.startswith("v1.32")
+
+
+def test_port_forward_through_kubectl(cluster: Cluster) -> None:
+    """kubectl 1.32's port-forward (SPDY tunnelled over a WebSocket) to a "pod" whose IP
+    is 127.0.0.1, served here by a tiny HTTP server."""
+    import http.server
+    import socket
+    import threading
+    import urllib.request
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"You've hit forwarded\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    target = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    running_pod(cluster, "forwarded")
+    cluster.call(cluster.registry.update_status, PODS, "default", "forwarded",
+                 {**cluster.call(cluster.registry.get, PODS, "default", "forwarded")["status"],
+                  "podIP": "127.0.0.1"})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        local = s.getsockname()[1]
+    proc = subprocess.Popen(cluster.kubectl_argv("port-forward", "pod/forwarded",
+                                                 f"{local}:{target}"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == f"Forwarding from 127.0.0.1:{local} -> {target}", (
+            line, proc.wait(10), proc.stderr.read() if proc.stderr else "")
+        for _ in range(3):
+            with urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=10) as resp:
+                assert resp.read() == b"You've hit forwarded\n"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+        server.shutdown()
+        server.server_close()

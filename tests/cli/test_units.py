@@ -220,6 +220,8 @@ def test_connection_refused_hint(tmp_path: Path) -> None:
     assert "miniorch up" in result.err
 
 
-def test_container_and_image_push_are_not_implemented() -> None:
-    assert run_cli("container", "ls").code == 2
-    assert run_cli("image", "push", "kubia").code == 2
+def test_container_group_help_and_image_push_of_a_missing_image(tmp_path: Path) -> None:
+    assert run_cli("container").code == 2  # a group without a verb: its help
+    result = run_cli("--state-dir", str(tmp_path), "image", "push", "kubia")
+    assert result.code == 1
+    assert "An image does not exist locally with the tag: kubia" in result.err

@@ -1,0 +1,89 @@
+"""`python -m bench.run`: run every measurement, print the table, write the JSON.
+
+    startup  (its own clusters: cold, then warm x repeat, bare and demo)
+    one demo cluster: memory (idle 5 s) → CLI get pods x10 → proxy (wrk)
+                      → endpoint propagation x repeat → pod burst x repeat
+Each cluster runs in a temporary state dir on a free API port, and `down` runs even
+when a measurement fails. `--only` picks sections (e.g. `--only burst`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import burst, memory, network, report, startup
+from bench.api import Api
+from bench.cluster import ROOT, BenchCluster, running
+from bench.stats import median_max
+
+SECTIONS = ("startup", "memory", "cli", "proxy", "endpoints", "burst")
+
+
+def cli_get_pods(cluster: BenchCluster, *, times: int = 10) -> dict[str, Any]:
+    samples = []
+    for _ in range(times):
+        t = time.monotonic()
+        subprocess.run(cluster.command("get", "pods"), capture_output=True, check=True,
+                       cwd=ROOT)
+        samples.append(time.monotonic() - t)
+    return {**median_max(samples), "mean": round(statistics.mean(samples), 4)}
+
+
+def _guarded(step: Callable[[], Any]) -> Any:
+    """A failed measurement is reported in the results, not fatal to the others."""
+    try:
+        return step()
+    except Exception as exc:
+        print(f"  failed: {exc!r}", flush=True)
+        return {"error": repr(exc)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    p.add_argument("--repeat", type=int, default=3, help="runs per figure (default 3)")
+    p.add_argument("--pods", type=int, default=100, help="pods in the burst (default 100)")
+    p.add_argument("--only", action="append", choices=SECTIONS, help="sections to run")
+    args = p.parse_args(argv)
+    # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so every cluster gets its `down`.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    sections = set(args.only or SECTIONS)
+    results: dict[str, Any] = {"meta": {"repeat": args.repeat, "pods": args.pods,
+                                        "sections": sorted(sections)}}
+    with tempfile.TemporaryDirectory(prefix="mo-bench-") as tmp:
+        work = Path(tmp)
+        if "startup" in sections:
+            print("startup: cold and warm `up` (bare and demo)...", flush=True)
+            results["startup"] = startup.measure(work / "startup", repeat=args.repeat)
+        if sections - {"startup"}:
+            with running(work / "main", demo=True) as cluster:
+                api = Api(cluster.kubeconfig)
+                steps: list[tuple[str, str, Callable[[], Any]]] = [
+                    ("memory", "memory: idle 5 s", lambda: memory.measure(cluster.pid)),
+                    ("cli", "CLI: get pods x10", lambda: cli_get_pods(cluster)),
+                    ("proxy", "proxy: wrk 5 s, 16 connections", network.wrk),
+                    ("endpoints", "endpoints: scale kubia 3→4 while polling the LB",
+                     lambda: network.endpoint_propagation(api, repeat=args.repeat)),
+                    ("burst", f"burst: {args.pods} pods at once",
+                     lambda: burst.measure(api, pods=args.pods, repeat=args.repeat)),
+                ]
+                for name, what, step in steps:
+                    if name in sections:
+                        print(f"{what}...", flush=True)
+                        results[name] = _guarded(step)
+    path = report.write_json(results)
+    print()
+    print(report.table(report.headline(results)))
+    print(f"\nresults: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,271 @@
+"""The pod shim and exec helper for rootless (user-namespace) sandboxes.
+
+Run as ``python -I -S _rootless_shim.py pod PARENT_PID`` or ``... exec SPEC_JSON``.
+Stdlib only, like ``_shim.py``, whose helpers (init, container start, rootfs setup,
+exec) it loads by path and reuses: only the way into the namespaces differs.
+
+Mode ``pod``::
+
+    cluster process (uid U) ──fd 0 (SOCK_SEQPACKET, same protocol as _shim.py)──► shim
+        shim: unshare(USER); uid_map "0 U 1", gid_map "0 G 1" (setgroups deny)
+              unshare(NET|PID|UTS|IPC|NS); lo up (+ the pod IP on lo:0); hostname
+              ├─fork─► init (PID 1)            ┐ as in _shim.py, without cgroups
+              ├─fork─► containers              ┘
+              └─ listens on <state dir>/net.sock: each connection gets one fresh TCP
+                 socket made inside the pod's network namespace (SCM_RIGHTS), which
+                 the host then connects to 127.0.0.1:<port> (sandbox/rootless.py)
+
+Filesystem unix sockets cross network namespaces, and a socket belongs to the namespace
+it was created in: so the host reaches any port of the pod with no veth, no root and no
+userspace splicing (the bytes flow over the pod's loopback, kernel to kernel).
+
+Mode ``exec``: join the target's user namespace first (the invoking user owns it, so it
+has every capability there), then do what ``_shim.py exec`` does; namespaces the helper
+already shares with the target are skipped (plain mode: the target is a host process).
+
+Invariants: as in _shim.py — PR_SET_PDEATHSIG ties the shim to the cluster process and
+the init to the shim; when the init dies the kernel kills the pod's PID namespace.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import fcntl
+import importlib.util
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+from types import ModuleType
+from typing import Any
+
+CLONE_NEWUSER = 0x10000000
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+SIOCSIFADDR = 0x8916
+SIOCSIFNETMASK = 0x891C
+IFF_UP = 0x1
+
+
+def _load_shim() -> ModuleType:
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_shim.py")
+    spec = importlib.util.spec_from_file_location("_miniorch_shim", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+shim = _load_shim()
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def enter_user_namespace(uid: int, gid: int) -> None:
+    """A new user namespace where we are root, mapped to the invoking user outside."""
+    shim.unshare(CLONE_NEWUSER)
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"0 {uid} 1\n")
+    _write("/proc/self/gid_map", f"0 {gid} 1\n")
+
+
+def _ifreq(name: str, payload: bytes = b"") -> bytes:
+    return struct.pack("16s", name.encode()) + payload.ljust(24, b"\0")
+
+
+def _sockaddr_in(ip: str) -> bytes:
+    return struct.pack("HH4s8x", socket.AF_INET, 0, socket.inet_aton(ip))
+
+
+def setup_loopback(pod_ip: str | None) -> None:
+    """Bring `lo` up; put the pod IP on it too (lo:0), so the app sees its own address."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        flags = struct.unpack("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, _ifreq("lo"))[:18])[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, _ifreq("lo", struct.pack("H", flags | IFF_UP)))
+        if pod_ip:
+            try:
+                fcntl.ioctl(s, SIOCSIFADDR, _ifreq("lo:0", _sockaddr_in(pod_ip)))
+                fcntl.ioctl(s, SIOCSIFNETMASK, _ifreq("lo:0", _sockaddr_in("255.255.255.255")))
+            except OSError:
+                pass  # cosmetic: the host dials 127.0.0.1 inside the pod anyway
+
+
+def _hand_out_socket(listener: socket.socket) -> None:
+    """Accept one connection on net.sock and pass it a new TCP socket of this netns."""
+    try:
+        conn, _ = listener.accept()
+    except (BlockingIOError, InterruptedError):
+        return
+    try:
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            conn.setblocking(True)
+            conn.settimeout(2.0)
+            conn.sendmsg([b"s"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                   array.array("i", [tcp.fileno()]))])
+        finally:
+            tcp.close()
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def run_pod(parent_pid: int) -> None:
+    shim.set_pdeathsig(signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    shim.set_comm("pod-shim")
+    ctl = socket.socket(fileno=0)
+    config = json.loads(ctl.recv(shim.MAX_MSG))
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    listener: socket.socket | None = None
+    init_pid: int | None = None
+    try:
+        enter_user_namespace(os.getuid(), os.getgid())
+        shim.unshare(shim.CLONE_NEWNET | shim.CLONE_NEWPID | shim.CLONE_NEWUTS
+                     | shim.CLONE_NEWIPC | shim.CLONE_NEWNS)
+        shim.mount("none", "/", "", shim.MS_REC | shim.MS_PRIVATE)
+        socket.sethostname(config["hostname"])
+        setup_loopback(config.get("ip"))
+        for target, source in config.get("etc_binds", {}).items():
+            if os.path.isfile(target):
+                # A locked host mount: the pod keeps the host's file.
+                with contextlib.suppress(OSError):
+                    shim.mount(source, target, "", shim.MS_BIND)
+        net_sock = config["net_sock"]
+        if os.path.exists(net_sock):
+            os.unlink(net_sock)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(net_sock)
+        os.chmod(net_sock, 0o600)
+        listener.listen(128)
+        listener.setblocking(False)
+        if config.get("init", True):
+            alive_r, alive_w = os.pipe2(os.O_CLOEXEC)
+            init_pid = os.fork()
+            if init_pid == 0:
+                try:
+                    signal.set_wakeup_fd(-1)
+                    ctl.close()
+                    listener.close()
+                    os.close(alive_w)
+                    shim.run_init(alive_r, [])
+                finally:
+                    os._exit(1)
+            os.close(alive_r)
+    except Exception as exc:
+        shim._send(ctl, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        sys.exit(1)
+    shim._send(ctl, {"ok": True, "init_pid": init_pid})
+    ctl.setblocking(False)
+    running = True
+    while running:
+        readable, _, _ = select.select([ctl.fileno(), wake_r, listener.fileno()], [], [])
+        if wake_r in readable:
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid == init_pid:
+                running = False
+                shim._send(ctl, {"op": "init-exit", **shim.exit_status_of(status)})
+            else:
+                shim._send(ctl, {"op": "exit", "pid": pid, **shim.exit_status_of(status)})
+        if listener.fileno() in readable:
+            _hand_out_socket(listener)
+        if ctl.fileno() in readable and running:
+            try:
+                data, ancdata, _, _ = ctl.recvmsg(shim.MAX_MSG,
+                                                  socket.CMSG_SPACE(shim.MAX_FDS * 4))
+            except BlockingIOError:
+                continue
+            if not data:
+                break
+            fds: list[int] = []
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.extend(memoryview(payload).cast("i"))
+            req = json.loads(data)
+            try:
+                if req["op"] == "start":
+                    # No cgroups to join without root (see sandbox/rootless.py).
+                    req["cgroup_procs"] = []
+                    pid = shim.start_container(req, fds)
+                    shim._send(ctl, {"op": "reply", "ok": True, "pid": pid})
+                else:
+                    raise ValueError(f"unknown op {req['op']!r}")
+            except Exception as exc:
+                for fd in fds:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                shim._send(ctl, {"op": "reply", "ok": False, "error": str(exc)})
+    listener.close()
+    with contextlib.suppress(OSError):
+        os.unlink(config["net_sock"])
+    if running and init_pid is not None:
+        os.kill(init_pid, signal.SIGKILL)
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+
+
+def _same_ns(fd: int, nstype: int) -> bool:
+    names = {shim.CLONE_NEWIPC: "ipc", shim.CLONE_NEWUTS: "uts", shim.CLONE_NEWNET: "net",
+             shim.CLONE_NEWPID: "pid", shim.CLONE_NEWNS: "mnt", CLONE_NEWUSER: "user"}
+    ours = os.stat(f"/proc/self/ns/{names[nstype]}")
+    theirs = os.fstat(fd)
+    return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
+def run_exec(spec: dict[str, Any]) -> None:
+    target = spec["target_pid"]
+    user_fd = os.open(f"/proc/{target}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    if not _same_ns(user_fd, CLONE_NEWUSER):
+        shim.setns(user_fd, CLONE_NEWUSER)
+    os.close(user_fd)
+    plain_setns = shim.setns
+
+    def setns_unless_same(fd: int, nstype: int) -> None:
+        # Joining the namespace one is already in needs privileges one may not have
+        # (plain mode's "sandbox" is the host): skip it, it would change nothing.
+        if not _same_ns(fd, nstype):
+            plain_setns(fd, nstype)
+
+    shim.__dict__["setns"] = setns_unless_same  # run_exec looks it up at call time
+    spec["cgroup_procs"] = []
+    shim.run_exec(spec)
+
+
+def main() -> None:
+    mode = sys.argv[1]
+    if mode == "pod":
+        run_pod(int(sys.argv[2]))
+    elif mode == "exec":
+        run_exec(json.loads(sys.argv[2]))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    main()
