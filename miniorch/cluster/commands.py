@@ -116,7 +116,9 @@ def _up_foreground(settings: Settings) -> int:
     def say(kind: str, text: str) -> None:
         if channel is not None:
             with contextlib.suppress(OSError):
-                channel.write(f"{kind} {text}\n")
+                # One message per line: the parent reads the pipe line by line.
+                for part in text.split("\n"):
+                    channel.write(f"{kind} {part}\n")
         elif kind != "ready":
             print(text, flush=True)
 

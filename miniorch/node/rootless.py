@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
+import shutil
 import socket
 from pathlib import Path
 from typing import cast
@@ -43,7 +45,7 @@ from miniorch.node.cri import (
 from miniorch.node.processes import ProcessSandbox, loopback_alias
 from miniorch.node.runtime import SandboxHandle, SandboxRuntime, sandbox_id
 from miniorch.sandbox.cgroups import Cgroups
-from miniorch.sandbox.pod import PodSandboxSpec, SandboxError
+from miniorch.sandbox.pod import DEFAULT_PATH, PodSandboxSpec, SandboxError
 from miniorch.sandbox.rootless import PodNetDialer, RootlessSandbox
 
 
@@ -105,17 +107,35 @@ class PlainRuntime(SandboxRuntime):
                          version="0.1.0-plain")
 
     def host_argv(self, config: ContainerConfig) -> tuple[str, ...]:
-        """argv with absolute paths found only in the image mapped into its layers."""
+        """argv with what exists only in the image mapped into its layers: absolute
+        paths (`/app.py`), and a command not on the host's PATH but on the image's
+        (`python` → the image's /usr/local/bin/python, whose symlink target, if it is
+        an absolute path present on the host, is used as is)."""
         image = self.images.resolve(config.image.id)
         layers = self.images.unpacked_layers(image) if image is not None else []
+
+        def in_image(path: str) -> Path | None:
+            for layer in layers:
+                candidate = layer / path.lstrip("/")
+                if candidate.is_symlink() or candidate.exists():
+                    return candidate
+            return None
+
         out: list[str] = []
-        for arg in config.argv:
+        for index, arg in enumerate(config.argv):
             if arg.startswith("/") and not Path(arg).exists():
-                for layer in layers:
-                    candidate = layer / arg.lstrip("/")
-                    if candidate.exists():
-                        arg = str(candidate)
-                        break
+                found = in_image(arg)
+                arg = str(found) if found is not None else arg
+            elif index == 0 and "/" not in arg and shutil.which(arg) is None:
+                image_path = config.env.get("PATH") or DEFAULT_PATH
+                for directory in image_path.split(":"):
+                    found = in_image(f"{directory}/{arg}")
+                    if found is None:
+                        continue
+                    target = os.readlink(found) if found.is_symlink() else ""
+                    arg = target if target.startswith("/") and Path(target).exists() \
+                        else str(found)
+                    break
             out.append(arg)
         return tuple(out)
 

@@ -118,6 +118,24 @@ def _hand_out_socket(listener: socket.socket) -> None:
         conn.close()
 
 
+def bind_unix(path: str) -> socket.socket:
+    """A unix socket bound at `path`, however long (sun_path holds 108 bytes; pod dirs
+    under a deep $MINIORCH_HOME exceed it): bind relative to the directory."""
+    directory, name = os.path.split(path)
+    if os.path.lexists(path):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.chdir(directory)
+        listener.bind(name)
+        os.chmod(name, 0o600)
+    finally:
+        os.fchdir(cwd)
+        os.close(cwd)
+    return listener
+
+
 def run_pod(parent_pid: int) -> None:
     shim.set_pdeathsig(signal.SIGKILL)
     if os.getppid() != parent_pid:
@@ -143,12 +161,7 @@ def run_pod(parent_pid: int) -> None:
                 # A locked host mount: the pod keeps the host's file.
                 with contextlib.suppress(OSError):
                     shim.mount(source, target, "", shim.MS_BIND)
-        net_sock = config["net_sock"]
-        if os.path.exists(net_sock):
-            os.unlink(net_sock)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(net_sock)
-        os.chmod(net_sock, 0o600)
+        listener = bind_unix(config["net_sock"])
         listener.listen(128)
         listener.setblocking(False)
         if config.get("init", True):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -197,23 +198,30 @@ class RootlessSandbox(PodSandbox):
 
 async def pod_socket(net_sock: Path) -> socket.socket:
     """A fresh TCP socket created inside the pod's network namespace (not connected)."""
-    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # sun_path holds 108 bytes and pod dirs can be longer: go through an fd of the dir.
+    dir_fd = os.open(net_sock.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        await connect_socket(unix, str(net_sock))  # type: ignore[arg-type]
-        while True:
-            try:
-                _, ancdata, _, _ = unix.recvmsg(1, socket.CMSG_SPACE(4))
-                break
-            except BlockingIOError:
-                await anyio.wait_readable(unix)
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # connect_socket closes `unix` if the connect fails.
+        await connect_socket(unix, f"/proc/self/fd/{dir_fd}/{net_sock.name}")  # type: ignore[arg-type]
+        try:
+            while True:
+                try:
+                    _, ancdata, _, _ = unix.recvmsg(1, socket.CMSG_SPACE(4))
+                    break
+                except BlockingIOError:
+                    await anyio.wait_readable(unix)
+        finally:
+            unix.close()
     finally:
-        unix.close()
+        os.close(dir_fd)
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds = array.array("i")
             fds.frombytes(payload[:4])
             return socket.socket(fileno=fds[0])
-    raise ConnectionRefusedError(f"the pod's shim at {net_sock} handed out no socket")
+    raise ConnectionRefusedError(errno.ECONNREFUSED,
+                                 f"the pod's shim at {net_sock} handed out no socket")
 
 
 class PodNetDialer:
@@ -242,7 +250,8 @@ class PodNetDialer:
         try:
             sock = await pod_socket(net_sock)
         except FileNotFoundError:
-            raise ConnectionRefusedError(f"pod {host} is gone") from None
+            # The pod is gone (or not yet there): what TCP would say to a closed port.
+            raise ConnectionRefusedError(errno.ECONNREFUSED, f"pod {host} is gone") from None
         return await connect_socket(sock, ("127.0.0.1", port))
 
 

@@ -371,3 +371,16 @@ def test_port_forward_through_kubectl(cluster: Cluster) -> None:
         proc.communicate(timeout=10)
         server.shutdown()
         server.server_close()
+
+
+def test_create_namespace_sends_protobuf(cluster: Cluster) -> None:
+    """`kubectl create namespace` (the book's command) posts a protobuf Namespace."""
+    code, out, err = cluster.kubectl("create", "namespace", "custom-namespace")
+    assert code == 0, err
+    assert out.strip() == "namespace/custom-namespace created"
+    code, out, err = cluster.kubectl("get", "ns", "custom-namespace", "-o", "json")
+    assert code == 0 and json.loads(out)["metadata"]["name"] == "custom-namespace", err
+    code, _, err = cluster.kubectl("create", "namespace", "custom-namespace")
+    assert code == 1
+    assert err.strip() == ('Error from server (AlreadyExists): namespaces "custom-namespace" '
+                           "already exists")

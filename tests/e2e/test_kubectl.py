@@ -220,6 +220,12 @@ def test_cluster_info_version_api_resources(cluster: RunningCluster, k: Kubectl)
     assert resources["events"][1] == "ev"
     assert resources["namespaces"][1:] == ["ns", "v1", "false", "Namespace"]
     assert resources["nodes"][1] == "no"
+    # The book's `kubectl create namespace` (kubectl's typed client sends protobuf).
+    extra = f"{NS}-extra"
+    assert cluster.kubectl("create", "namespace", extra).stdout.strip() == \
+        f"namespace/{extra} created"
+    assert cluster.kubectl("delete", "ns", extra).stdout.strip() == \
+        f'namespace "{extra}" deleted'
 
 
 def test_get_and_describe_node(k: Kubectl, bare_pod: str) -> None:
