@@ -50,9 +50,11 @@ def _other_cluster_running() -> bool:
     if netns.is_dir() and any(p.name.startswith("mo-") for p in netns.iterdir()):
         return True
     me = os.getpid()
-    for proc in psutil.process_iter(["pid", "cmdline"]):
+    for proc in psutil.process_iter(["pid", "cmdline", "uids"]):
         cmd = proc.info["cmdline"] or []
-        if proc.info["pid"] != me and "miniorch" in cmd and "up" in cmd:
+        # A rootless cluster (another uid) has no bridge and its own ranges: no clash.
+        same_user = proc.info["uids"] is not None and proc.info["uids"].real == os.getuid()
+        if proc.info["pid"] != me and same_user and "miniorch" in cmd and "up" in cmd:
             return True
     return False
 

@@ -39,6 +39,7 @@ from miniorch.images import ImageStore, build
 from miniorch.images.regconfig import open_store
 from miniorch.node.cri import ContainerRuntime
 from miniorch.node.kubelet import Kubelet
+from miniorch.node.runtime import SandboxRuntime
 from miniorch.proxy import ServiceProxy
 from miniorch.proxy.service_proxy import NoLocalAddresses
 from miniorch.sandbox.mode import ModeKind, SandboxMode
@@ -125,6 +126,8 @@ class Cluster:
                 await self._start(tg, registry, host_network, task_status)
         finally:
             with anyio.CancelScope(shield=True):
+                if self.spawner is not None:
+                    await self.spawner.aclose()  # the kubelets have stopped every pod
                 if host_network is not None:
                     await host_network.teardown()
                 store.close()
@@ -152,6 +155,10 @@ class Cluster:
         await tg.start(ControllerManager(registry=registry, settings=settings,
                                          clock=self.clock).run)
         runtime, dialer = runtime_for_mode(self.mode, images)
+        if isinstance(runtime, SandboxRuntime) and ShimSpawner.available():
+            # Pod shims are forked from one small zygote, not from this big process:
+            # ~1 ms per pod instead of a big fork plus ~70 ms of interpreter start.
+            runtime.spawner = self.spawner = ShimSpawner()
         async with anyio.create_task_group() as nodes_tg:
             for index in range(1, settings.nodes + 1):
                 nodes_tg.start_soon(self._start_node, tg, index, registry, runtime, dialer)

@@ -29,6 +29,9 @@ class KubeletConfig:
     parallel_pod_starts: int = 4
     """Pods of one node in their start path (sandbox, first container start) at once;
     the rest queue in arrival order (2 cores: more only interleaves them)."""
+    start_slot_ready_wait: float = 1.0
+    """A pod keeps its start slot until its containers are Ready, at most this long
+    after their first start (the app's boot is most of a pod's start on few cores)."""
     default_pids_max: int = 1024
     shutdown_grace_cap: float = 10.0
     """On kubelet stop (`miniorch down`), pods get min(their grace, this) to exit."""

@@ -241,6 +241,7 @@ class PodWorker:
         self._torn_down = False
         self.finished_before = False
         self._first_attempts: dict[str, anyio.Event] = {}
+        self._all_ready = anyio.Event()
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -323,6 +324,11 @@ class PodWorker:
                     tg.start_soon(self._supervise, container)
                 for attempted in self._first_attempts.values():
                     await attempted.wait()
+                # Keep the slot while the app boots (until Ready, or the cap for a slow
+                # or crashing one): a burst on few cores then finishes pods one after
+                # another instead of booting all of them at once and all of them late.
+                with anyio.move_on_after(self.ctx.config.start_slot_ready_wait):
+                    await self._all_ready.wait()
             finally:
                 slot.release_on_behalf_of(self)
         if phase(self.pod, list(self.views.values())) in ("Succeeded", "Failed"):
@@ -655,6 +661,8 @@ class PodWorker:
         if view.ready != ready and "running" in view.state:
             view.ready = ready
             self._sync_status()
+            if ready and all(v.ready for v in self.views.values()):
+                self._all_ready.set()
 
     # ---- stopping ------------------------------------------------------------------
 

@@ -45,12 +45,20 @@ from miniorch.node.cri import (
 from miniorch.node.processes import ProcessSandbox, loopback_alias
 from miniorch.node.runtime import SandboxHandle, SandboxRuntime, sandbox_id
 from miniorch.sandbox.cgroups import Cgroups
-from miniorch.sandbox.pod import DEFAULT_PATH, PodSandboxSpec, SandboxError
-from miniorch.sandbox.rootless import PodNetDialer, RootlessSandbox
+from miniorch.sandbox.pod import DEFAULT_PATH, PodSandboxSpec, RootfsSpec, SandboxError
+from miniorch.sandbox.rootless import PodNetDialer, RootlessSandbox, make_removable
 
 
 class _NoCgroupsAtAll:
     """Neither rootless runtime touches cgroups (SandboxRuntime only keeps the object)."""
+
+
+class RootlessHandle(SandboxHandle):
+    def _prepare_rootfs(self, config: ContainerConfig) -> RootfsSpec:
+        # A restarted container's old writable layer has overlayfs' mode-000 work dir,
+        # which the unprivileged user must open up before it can be wiped.
+        make_removable(self.config.pod_dir / ".rw" / config.name)
+        return super()._prepare_rootfs(config)
 
 
 class UsernsRuntime(SandboxRuntime):
@@ -69,7 +77,7 @@ class UsernsRuntime(SandboxRuntime):
             sandbox = await RootlessSandbox.create_rootless(spec, dialer=self.dialer)
         except (SandboxError, OSError, TimeoutError) as exc:
             raise RuntimeFailure(str(exc) or type(exc).__name__) from exc
-        return SandboxHandle(sandbox, config, self.images)
+        return RootlessHandle(sandbox, config, self.images)
 
 
 def port_free(ip: str, port: int) -> bool:

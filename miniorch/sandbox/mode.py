@@ -2,7 +2,7 @@
 
 - ``root``: real pods: namespaces, veths on a bridge, cgroup limits, overlay rootfs.
 - ``userns``: not root, but unprivileged user namespaces work; namespaces without host
-  networking or cgroup limits (later work: only detected and described here).
+  networking or cgroup limits (sandbox/rootless.py; chosen by cluster/rootless.py).
 - ``plain``: plain processes, no isolation at all — `up` warns loudly.
 
 Detection only reads /proc and /sys; it never changes anything.

@@ -56,6 +56,19 @@ ROOTLESS_SHIM = Path(__file__).with_name("_rootless_shim.py")
 NET_SOCK = "net.sock"
 
 
+def make_removable(root: Path) -> None:
+    """Give the user back every directory under `root`. overlayfs leaves its `work/work`
+    dir with mode 000; root deletes it anyway, the invoking user (root only inside the
+    pod's user namespace) cannot, so `rmtree` would silently leave the tree behind."""
+    if not root.exists():
+        return
+    # Top-down: a directory is opened up before os.walk descends into it.
+    for directory, subdirs, _ in os.walk(root):
+        for name in subdirs:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(directory, name), 0o700, follow_symlinks=False)
+
+
 class _NoCgroup:
     """Stands in for a CgroupHandle: a container's "cgroup" is its process group (the
     shim makes each container a session leader)."""
@@ -193,6 +206,9 @@ class RootlessSandbox(PodSandbox):
                 self._shim = None
             with contextlib.suppress(FileNotFoundError):
                 self.net_sock.unlink()
+            # Containers' writable layers sit beside the state dir (node/runtime.py):
+            # make them removable for whoever deletes the pod dir.
+            await anyio.to_thread.run_sync(make_removable, self.spec.state_dir.parent / ".rw")
             self._destroyed = True
 
 
@@ -260,5 +276,5 @@ def rootless_exec_command(spec_json: str) -> list[str]:
     return [sys.executable, "-I", "-S", str(ROOTLESS_SHIM), "exec", spec_json]
 
 
-__all__ = ["NET_SOCK", "PodNetDialer", "RootlessSandbox", "pod_socket",
+__all__ = ["NET_SOCK", "PodNetDialer", "RootlessSandbox", "make_removable", "pod_socket",
            "rootless_exec_command"]

@@ -234,6 +234,19 @@ def test_userns_mode_runs_the_walkthrough(nobody_home: Path) -> None:
                             what="a replacement pod")
         assert _hostnames(cluster, url, 12) == set(replaced)
 
+        # kill -9 of an app from the host: the container restarts (a fresh writable
+        # layer, though overlayfs left a mode-000 work dir in the old one).
+        victim = replaced[0]
+        state = json.loads(next((cluster.home / "mo" / "pods").glob(
+            f"default_{victim}_*/sandbox.json")).read_text())
+        os.kill(int(state["containers"]["kubia"]["pid"]), 9)
+
+        def restarted() -> bool:
+            pod = next(p for p in cluster.pods() if p["metadata"]["name"] == victim)
+            status = pod["status"]["containerStatuses"][0]
+            return bool(status["restartCount"] == 1 and status["ready"])
+        wait_for(restarted, timeout=40, what="the killed container to restart")
+
         cluster.cli("scale", "rc", "kubia", "--replicas=1")
         wait_for(lambda: len(cluster.ready_pods()) == 1 and len(cluster.pods()) == 1,
                  what="scale down to 1")
