@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEB_PACKAGES := busybox-static iproute2 util-linux procps curl docker-registry skopeo apache2-utils
+DEB_PACKAGES := busybox-static iproute2 util-linux procps curl docker-registry skopeo apache2-utils wrk
 
 .PHONY: install up down test test-fast bench lint clean-state
 
