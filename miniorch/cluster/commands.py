@@ -119,6 +119,8 @@ def _up_foreground(settings: Settings) -> int:
                 # One message per line: the parent reads the pipe line by line.
                 for part in text.split("\n"):
                     channel.write(f"{kind} {part}\n")
+        elif kind == "error":
+            print(f"error: {text}", file=sys.stderr, flush=True)
         elif kind != "ready":
             print(text, flush=True)
 
@@ -128,8 +130,6 @@ def _up_foreground(settings: Settings) -> int:
         lock.acquire(settings.home)
     except ClusterRunningElsewhere as exc:
         say("error", str(exc))
-        if channel is None:
-            print(f"error: {exc}", file=sys.stderr)
         return 1
     settings.pid_file.write_text(str(os.getpid()))
     try:
@@ -172,8 +172,13 @@ async def _serve(settings: Settings, report: Callable[[str, str], None]) -> int:
         tg.start_soon(_stop_on_signal, tg.cancel_scope)
         try:
             url = await tg.start(cluster.run)
-        except OSError as exc:
-            report("error", str(exc))
+        except (OSError, BaseExceptionGroup) as exc:
+            # A busy port or a missing permission, possibly wrapped by the task groups
+            # it crossed: the user gets its message, not a traceback.
+            problem = _os_error_in(exc)
+            if problem is None:
+                raise
+            report("error", str(problem))
             tg.cancel_scope.cancel()
             return 1
         kubeconfig = settings.kubeconfig_path
@@ -183,6 +188,16 @@ async def _serve(settings: Settings, report: Callable[[str, str], None]) -> int:
                            "  kubectl get pods -o wide")
         report("ready", "cluster ready; stop it with `python -m miniorch down`")
     return 0
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if found := _os_error_in(inner):
+                return found
+    return None
 
 
 async def _stop_on_signal(scope: anyio.CancelScope) -> None:

@@ -207,6 +207,12 @@ class HostNetwork:
         self._local.discard(ip)
 
 
+def mac_for_ip(ip: str) -> str:
+    """`10.244.3.2` → `0a:58:0a:f4:03:02`: locally administered, unicast, unique per IP."""
+    octets = [int(part) for part in ip.split(".")]
+    return "0a:58:" + ":".join(f"{o:02x}" for o in octets)
+
+
 def _create_pod_network(*, netns: str, host_veth: str, ip: str, prefix_len: int,
                         gateway: str, bridge: str) -> None:
     _create_netns(netns)
@@ -221,10 +227,17 @@ def _create_pod_network(*, netns: str, host_veth: str, ip: str, prefix_len: int,
                      peer={"ifname": "eth0", "net_ns_fd": netns})
         index = _link_index(ipr, host_veth)
         ipr.link("set", index=index, master=bridge_index, state="up")
+        # The host may still hold a neighbour entry for this IP from the pod that had
+        # it before (IPs are reused): drop it, or traffic goes to a dead MAC for a while.
+        with _ignore(errno.ENOENT, errno.ESRCH, errno.EINVAL):
+            ipr.neigh("del", dst=ip, ifindex=bridge_index)
     with _thread_in_netns(path), IPRoute() as pod:
         lo = _link_index(pod, "lo")
         pod.link("set", index=lo, state="up")
         eth0 = _link_index(pod, "eth0")
+        # A MAC derived from the IP (0a:58:<ip>, as OVN-Kubernetes does): a stale ARP
+        # entry anywhere for a reused pod IP still names the right interface.
+        pod.link("set", index=eth0, address=mac_for_ip(ip))
         with _ignore(errno.EEXIST):
             pod.addr("add", index=eth0, address=ip, prefixlen=prefix_len)
         pod.link("set", index=eth0, state="up")

@@ -105,7 +105,7 @@ def _cluster_leftovers() -> dict[str, list[str]]:
     return {k: v for k, v in {"links": links, "netns": netns, "cgroups": cgroups}.items() if v}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
     if os.geteuid() != 0:
         pytest.skip("the end-to-end suite needs root (namespaces, veths, cgroups)")
