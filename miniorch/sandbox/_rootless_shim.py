@@ -35,11 +35,8 @@ import fcntl
 import importlib.util
 import json
 import os
-import select
-import signal
 import socket
 import struct
-import sys
 from types import ModuleType
 from typing import Any
 
@@ -137,16 +134,7 @@ def bind_unix(path: str) -> socket.socket:
 
 
 def run_pod(parent_pid: int) -> None:
-    shim.set_pdeathsig(signal.SIGKILL)
-    if os.getppid() != parent_pid:
-        os._exit(1)
-    shim.set_comm("pod-shim")
-    ctl = socket.socket(fileno=0)
-    config = json.loads(ctl.recv(shim.MAX_MSG))
-    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    ctl, config, wake_r = shim.begin_pod(parent_pid)
     listener: socket.socket | None = None
     init_pid: int | None = None
     try:
@@ -165,82 +153,16 @@ def run_pod(parent_pid: int) -> None:
         listener.listen(128)
         listener.setblocking(False)
         if config.get("init", True):
-            alive_r, alive_w = os.pipe2(os.O_CLOEXEC)
-            init_pid = os.fork()
-            if init_pid == 0:
-                try:
-                    signal.set_wakeup_fd(-1)
-                    ctl.close()
-                    listener.close()
-                    os.close(alive_w)
-                    shim.run_init(alive_r, [])
-                finally:
-                    os._exit(1)
-            os.close(alive_r)
+            init_pid = shim.fork_init(ctl, [], close=[listener])
     except Exception as exc:
-        shim._send(ctl, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
-        sys.exit(1)
-    shim._send(ctl, {"ok": True, "init_pid": init_pid})
-    ctl.setblocking(False)
-    running = True
-    while running:
-        readable, _, _ = select.select([ctl.fileno(), wake_r, listener.fileno()], [], [])
-        if wake_r in readable:
-            try:
-                while os.read(wake_r, 512):
-                    pass
-            except BlockingIOError:
-                pass
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            if pid == init_pid:
-                running = False
-                shim._send(ctl, {"op": "init-exit", **shim.exit_status_of(status)})
-            else:
-                shim._send(ctl, {"op": "exit", "pid": pid, **shim.exit_status_of(status)})
-        if listener.fileno() in readable:
-            _hand_out_socket(listener)
-        if ctl.fileno() in readable and running:
-            try:
-                data, ancdata, _, _ = ctl.recvmsg(shim.MAX_MSG,
-                                                  socket.CMSG_SPACE(shim.MAX_FDS * 4))
-            except BlockingIOError:
-                continue
-            if not data:
-                break
-            fds: list[int] = []
-            for level, kind, payload in ancdata:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds.extend(memoryview(payload).cast("i"))
-            req = json.loads(data)
-            try:
-                if req["op"] == "start":
-                    # No cgroups to join without root (see sandbox/rootless.py).
-                    req["cgroup_procs"] = []
-                    pid = shim.start_container(req, fds)
-                    shim._send(ctl, {"op": "reply", "ok": True, "pid": pid})
-                else:
-                    raise ValueError(f"unknown op {req['op']!r}")
-            except Exception as exc:
-                for fd in fds:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
-                shim._send(ctl, {"op": "reply", "ok": False, "error": str(exc)})
+        shim.fail_pod(ctl, exc)
+    assert listener is not None
+    running = shim.serve_pod(ctl, wake_r, init_pid, cgroups=False,
+                             extra={listener.fileno(): lambda: _hand_out_socket(listener)})
     listener.close()
     with contextlib.suppress(OSError):
         os.unlink(config["net_sock"])
-    if running and init_pid is not None:
-        os.kill(init_pid, signal.SIGKILL)
-    while True:
-        try:
-            os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
+    shim.end_pod(init_pid, running)
 
 
 def _same_ns(fd: int, nstype: int) -> bool:
@@ -271,13 +193,8 @@ def run_exec(spec: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    mode = sys.argv[1]
-    if mode == "pod":
-        run_pod(int(sys.argv[2]))
-    elif mode == "exec":
-        run_exec(json.loads(sys.argv[2]))
-    else:
-        raise SystemExit(f"unknown mode {mode!r}")
+    shim.dispatch({"pod": lambda arg: run_pod(int(arg)),
+                   "exec": lambda arg: run_exec(json.loads(arg))})
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ import select
 import signal
 import socket
 import sys
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -293,7 +294,19 @@ def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
         sock.setblocking(False)
 
 
-def run_pod(parent_pid: int) -> None:
+def received_fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
+    """The SCM_RIGHTS fds of a recvmsg()'s ancillary data."""
+    fds: list[int] = []
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.extend(memoryview(payload).cast("i"))
+    return fds
+
+
+def begin_pod(parent_pid: int) -> tuple[socket.socket, dict[str, Any], int]:
+    """The start of mode ``pod`` (this shim and _rootless_shim.py): tie the shim to
+    `parent_pid`, read the config from fd 0, route SIGCHLD to a wake-up pipe.
+    Returns the control socket, the config and the wake-up pipe's read end."""
     set_pdeathsig(signal.SIGKILL)
     if os.getppid() != parent_pid:
         os._exit(1)
@@ -304,39 +317,46 @@ def run_pod(parent_pid: int) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    try:
-        nsfd = os.open(config["netns_path"], os.O_RDONLY | os.O_CLOEXEC)
-        setns(nsfd, CLONE_NEWNET)
-        os.close(nsfd)
-        unshare(CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNS)
-        mount("none", "/", "", MS_REC | MS_PRIVATE)
-        socket.sethostname(config["hostname"])
-        # Containers without a rootfs see the host's files, but the pod's own /etc/hosts,
-        # hostname and resolv.conf (the host's DNS server is unreachable from a pod).
-        for target, source in config.get("etc_binds", {}).items():
-            if os.path.isfile(target):
-                mount(source, target, "", MS_BIND)
-        init_pid: int | None = None
-        if config.get("init", True):
-            alive_r, alive_w = os.pipe2(os.O_CLOEXEC)
-            init_pid = os.fork()
-            if init_pid == 0:
-                try:
-                    signal.set_wakeup_fd(-1)
-                    ctl.close()
-                    os.close(alive_w)
-                    run_init(alive_r, config["init_cgroup_procs"])
-                finally:
-                    os._exit(1)
-            os.close(alive_r)
-    except Exception as exc:
-        _send(ctl, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
-        sys.exit(1)
+    return ctl, config, wake_r
+
+
+def fork_init(ctl: socket.socket, cgroup_procs: list[str], *,
+              close: Sequence[socket.socket] = ()) -> int:
+    """Fork the pod's init (PID 1 of the new PID namespace); the child closes `ctl` and
+    `close`. Returns its pid."""
+    alive_r, alive_w = os.pipe2(os.O_CLOEXEC)
+    init_pid = os.fork()
+    if init_pid == 0:
+        try:
+            signal.set_wakeup_fd(-1)
+            ctl.close()
+            for sock in close:
+                sock.close()
+            os.close(alive_w)
+            run_init(alive_r, cgroup_procs)
+        finally:
+            os._exit(1)
+    os.close(alive_r)
+    return init_pid
+
+
+def fail_pod(ctl: socket.socket, exc: Exception) -> NoReturn:
+    _send(ctl, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+    sys.exit(1)
+
+
+def serve_pod(ctl: socket.socket, wake_r: int, init_pid: int | None, *,
+              extra: Mapping[int, Callable[[], None]] | None = None,
+              cgroups: bool = True) -> bool:
+    """Report the pod is up, then serve: report exits, start containers, call
+    `extra[fd]()` when that fd turns readable. Returns whether the pod still runs
+    (False: its init exited; True: the cluster process closed the channel)."""
     _send(ctl, {"ok": True, "init_pid": init_pid})
     ctl.setblocking(False)
+    extra = extra or {}
     running = True
     while running:
-        readable, _, _ = select.select([ctl.fileno(), wake_r], [], [])
+        readable, _, _ = select.select([ctl.fileno(), wake_r, *extra], [], [])
         if wake_r in readable:
             try:
                 while os.read(wake_r, 512):
@@ -356,6 +376,9 @@ def run_pod(parent_pid: int) -> None:
                 _send(ctl, {"op": "init-exit", **exit_status_of(status)})
             else:
                 _send(ctl, {"op": "exit", "pid": pid, **exit_status_of(status)})
+        for fd, handle in extra.items():
+            if fd in readable:
+                handle()
         if ctl.fileno() in readable and running:
             try:
                 data, ancdata, _, _ = ctl.recvmsg(MAX_MSG, socket.CMSG_SPACE(MAX_FDS * 4))
@@ -363,13 +386,13 @@ def run_pod(parent_pid: int) -> None:
                 continue
             if not data:  # the cluster process closed the channel: the pod goes away
                 break
-            fds: list[int] = []
-            for level, kind, payload in ancdata:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds.extend(memoryview(payload).cast("i"))
+            fds = received_fds(ancdata)
             req = json.loads(data)
             try:
                 if req["op"] == "start":
+                    if not cgroups:
+                        # No cgroups to join without root (see sandbox/rootless.py).
+                        req["cgroup_procs"] = []
                     pid = start_container(req, fds)
                     _send(ctl, {"op": "reply", "ok": True, "pid": pid})
                 else:
@@ -379,8 +402,12 @@ def run_pod(parent_pid: int) -> None:
                     with contextlib.suppress(OSError):
                         os.close(fd)
                 _send(ctl, {"op": "reply", "ok": False, "error": str(exc)})
-    # Leaving: the kernel kills the whole PID namespace once its init is gone. Reap our
-    # children so no zombie outlives the shim.
+    return running
+
+
+def end_pod(init_pid: int | None, running: bool) -> None:
+    """Leaving: the kernel kills the whole PID namespace once its init is gone. Reap our
+    children so no zombie outlives the shim."""
     if running and init_pid is not None:
         os.kill(init_pid, signal.SIGKILL)
     while True:
@@ -388,6 +415,28 @@ def run_pod(parent_pid: int) -> None:
             os.waitpid(-1, 0)
         except ChildProcessError:
             break
+
+
+def run_pod(parent_pid: int) -> None:
+    ctl, config, wake_r = begin_pod(parent_pid)
+    try:
+        nsfd = os.open(config["netns_path"], os.O_RDONLY | os.O_CLOEXEC)
+        setns(nsfd, CLONE_NEWNET)
+        os.close(nsfd)
+        unshare(CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNS)
+        mount("none", "/", "", MS_REC | MS_PRIVATE)
+        socket.sethostname(config["hostname"])
+        # Containers without a rootfs see the host's files, but the pod's own /etc/hosts,
+        # hostname and resolv.conf (the host's DNS server is unreachable from a pod).
+        for target, source in config.get("etc_binds", {}).items():
+            if os.path.isfile(target):
+                mount(source, target, "", MS_BIND)
+        init_pid: int | None = None
+        if config.get("init", True):
+            init_pid = fork_init(ctl, config["init_cgroup_procs"])
+    except Exception as exc:
+        fail_pod(ctl, exc)
+    end_pod(init_pid, serve_pod(ctl, wake_r, init_pid))
 
 
 # --------------------------------------------------------------------------- zygote
@@ -418,10 +467,7 @@ def run_zygote(parent_pid: int) -> None:
         data, ancdata, _, _ = ctl.recvmsg(MAX_MSG, socket.CMSG_SPACE(MAX_FDS * 4))
         if not data:
             break
-        fds: list[int] = []
-        for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.extend(memoryview(payload).cast("i"))
+        fds = received_fds(ancdata)
         try:
             if json.loads(data).get("op") != "spawn" or len(fds) != 2:
                 raise ValueError("expected a spawn request with 2 fds")
@@ -515,16 +561,18 @@ def run_exec(spec: dict[str, Any]) -> None:
     os._exit(os.WEXITSTATUS(status))
 
 
-def main() -> None:
+def dispatch(modes: Mapping[str, Callable[[str], None]]) -> None:
+    """Run ``modes[MODE](ARG)`` for the command line ``... MODE ARG``."""
     mode = sys.argv[1]
-    if mode == "pod":
-        run_pod(int(sys.argv[2]))
-    elif mode == "zygote":
-        run_zygote(int(sys.argv[2]))
-    elif mode == "exec":
-        run_exec(json.loads(sys.argv[2]))
-    else:
+    if mode not in modes:
         raise SystemExit(f"unknown mode {mode!r}")
+    modes[mode](sys.argv[2])
+
+
+def main() -> None:
+    dispatch({"pod": lambda arg: run_pod(int(arg)),
+              "zygote": lambda arg: run_zygote(int(arg)),
+              "exec": lambda arg: run_exec(json.loads(arg))})
 
 
 if __name__ == "__main__":

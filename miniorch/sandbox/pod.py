@@ -70,6 +70,11 @@ DEFAULT_RESOLV_CONF = (
     "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
 
 
+def shim_command(shim: Path, *args: str) -> list[str]:
+    """The command running the standalone program `shim` (_shim.py, _rootless_shim.py)."""
+    return [sys.executable, "-I", "-S", str(shim), *args]
+
+
 class SandboxError(RuntimeError):
     """The sandbox could not do what was asked (the message says why)."""
 
@@ -334,7 +339,7 @@ class ShimSpawner:
                 ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
                 try:
                     self._process = await anyio.open_process(
-                        [sys.executable, "-I", "-S", str(SHIM), "zygote", str(os.getpid())],
+                        shim_command(SHIM, "zygote", str(os.getpid())),
                         stdin=theirs.fileno(), stdout=None, stderr=None)
                 finally:
                     theirs.close()
@@ -408,33 +413,82 @@ class PodSandbox:
         """`spawner`: fork the shim from a zygote (cheap); None: spawn it directly."""
         started = time.perf_counter()
         sandbox = cls(spec, cgroups or Cgroups(), spawner)
-        try:
-            await sandbox._create()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await sandbox.destroy()
-            raise
+        await sandbox._create_or_destroy()
         log.debug("pod sandbox created", id=spec.id, init_pid=sandbox._init_pid,
                   ms=round((time.perf_counter() - started) * 1000, 1))
         return sandbox
 
-    async def _create(self) -> None:
-        spec = self.spec
-        spec.state_dir.mkdir(parents=True, exist_ok=True)
+    async def _create_or_destroy(self) -> None:
+        """`_create()`; if that fails, `destroy()` what it made and raise."""
+        try:
+            await self._create()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.destroy()
+            raise
+
+    async def _spawn_shim(self, shim: Path) -> None:
+        """Start the pod shim `shim` (from the spawner if any) on a new channel."""
+        self.spec.state_dir.mkdir(parents=True, exist_ok=True)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._channel = _ShimChannel(ours)
-        with open(spec.state_dir / "shim.log", "ab") as shim_log:  # noqa: ASYNC230 - µs
+        with open(self.spec.state_dir / "shim.log", "ab") as shim_log:  # noqa: ASYNC230 - µs
             try:
-                # Spawn first: the interpreter starts while we build the cgroup and netns.
                 if self._spawner is not None:
                     self._shim = await self._spawner.spawn(control=theirs,
                                                            log_fd=shim_log.fileno())
                 else:
                     self._shim = await anyio.open_process(
-                        [sys.executable, "-I", "-S", str(SHIM), "pod", str(os.getpid())],
+                        shim_command(shim, "pod", str(os.getpid())),
                         stdin=theirs.fileno(), stdout=shim_log, stderr=shim_log)
             finally:
                 theirs.close()
+
+    def _write_etc_binds(self) -> dict[str, str]:
+        """Write the pod's /etc files under the state dir: {target: source} to bind."""
+        etc_dir = self.spec.state_dir / "etc"
+        etc_dir.mkdir(exist_ok=True)
+        etc_binds = {}
+        for target, text in self._etc_files().items():
+            source = etc_dir / Path(target).name
+            source.write_text(text)
+            etc_binds[target] = str(source)
+        return etc_binds
+
+    async def _configure_shim(self, config: dict[str, Any]) -> None:
+        """Send the shim its pod config; it replies once the init runs."""
+        assert self._channel is not None
+        with anyio.fail_after(SHIM_START_TIMEOUT):
+            reply = await self._channel.request(config)
+        if not reply.get("ok"):
+            raise SandboxError(f"pod shim failed: {reply.get('error')}")
+        if reply.get("init_pid") is not None:
+            self._init_pid = int(reply["init_pid"])
+
+    async def _end_shim(self, grace_seconds: float) -> None:
+        """Stop every container, close the channel and wait for the shim to leave (kill
+        it after 2 s). Call shielded."""
+        if self._containers:
+            async with anyio.create_task_group() as tg:
+                for proc in self._containers.values():
+                    tg.start_soon(proc.stop, grace_seconds)
+        if self._channel is not None:
+            # EOF on its socket makes the shim kill the init; the kernel then kills
+            # everything left in the PID namespace.
+            self._channel.close()
+        if self._shim is not None:
+            with anyio.move_on_after(2):
+                await self._shim.wait()
+            if self._shim.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._shim.kill()
+                await self._shim.wait()
+            await self._shim.aclose()
+
+    async def _create(self) -> None:
+        spec = self.spec
+        # Spawn first: the interpreter starts while we build the cgroup and netns.
+        await self._spawn_shim(SHIM)
         pod_cgroup = self._cgroups.create(spec.id, cpu_millis=spec.cpu_millis,
                                           memory_bytes=spec.memory_bytes,
                                           pids_max=spec.pids_max)
@@ -442,22 +496,10 @@ class PodSandbox:
         await create_pod_network(netns=self.netns, host_veth=self.host_veth, ip=spec.ip,
                                  prefix_len=spec.prefix_len, gateway=spec.gateway,
                                  bridge=spec.bridge)
-        etc_dir = spec.state_dir / "etc"
-        etc_dir.mkdir(exist_ok=True)
-        etc_binds = {}
-        for target, text in self._etc_files().items():
-            source = etc_dir / Path(target).name
-            source.write_text(text)
-            etc_binds[target] = str(source)
-        config = {"netns_path": str(netns_path(self.netns)), "hostname": spec.hostname,
-                  "init_cgroup_procs": init_cgroup.procs_files if init_cgroup else [],
-                  "etc_binds": etc_binds, "init": spec.init}
-        with anyio.fail_after(SHIM_START_TIMEOUT):
-            reply = await self._channel.request(config)
-        if not reply.get("ok"):
-            raise SandboxError(f"pod shim failed: {reply.get('error')}")
-        if reply.get("init_pid") is not None:
-            self._init_pid = int(reply["init_pid"])
+        await self._configure_shim({
+            "netns_path": str(netns_path(self.netns)), "hostname": spec.hostname,
+            "init_cgroup_procs": init_cgroup.procs_files if init_cgroup else [],
+            "etc_binds": self._write_etc_binds(), "init": spec.init})
 
     def _etc_files(self) -> dict[str, str]:
         spec = self.spec
@@ -534,22 +576,7 @@ class PodSandbox:
         """Stop every container (SIGTERM, grace, SIGKILL), end the init, remove the
         cgroup and the network. Idempotent; fine on a half-created sandbox."""
         with anyio.CancelScope(shield=True):
-            if self._containers:
-                async with anyio.create_task_group() as tg:
-                    for proc in self._containers.values():
-                        tg.start_soon(proc.stop, grace_seconds)
-            if self._channel is not None:
-                # EOF on its socket makes the shim kill the init; the kernel then kills
-                # everything left in the PID namespace.
-                self._channel.close()
-            if self._shim is not None:
-                with anyio.move_on_after(2):
-                    await self._shim.wait()
-                if self._shim.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        self._shim.kill()
-                    await self._shim.wait()
-                await self._shim.aclose()
+            await self._end_shim(grace_seconds)
             await anyio.to_thread.run_sync(self.cgroup.destroy)
             await delete_pod_network(netns=self.netns, host_veth=self.host_veth)
             self._destroyed = True
@@ -670,7 +697,7 @@ async def exec_in_sandbox(init_pid: int, argv: Sequence[str], *, tty: bool,
         full_env.setdefault("TERM", "xterm")
     spec = {"parent_pid": os.getpid(), "target_pid": target, "argv": list(argv),
             "env": full_env, "tty": tty, "cwd": cwd, "cgroup_procs": cgroup_procs}
-    command = [sys.executable, "-I", "-S", str(SHIM), "exec", json.dumps(spec)]
+    command = shim_command(SHIM, "exec", json.dumps(spec))
     if rootless:
         # Enters the pod's user namespace first (or nothing at all in plain mode).
         from miniorch.sandbox.rootless import rootless_exec_command

@@ -33,7 +33,6 @@ import errno
 import os
 import signal
 import socket
-import sys
 from pathlib import Path
 from typing import Any, cast
 
@@ -43,13 +42,11 @@ import anyio.abc
 from miniorch.core.dialer import Dialer, TcpDialer, connect_socket
 from miniorch.sandbox.cgroups import Cgroups
 from miniorch.sandbox.pod import (
-    SHIM_START_TIMEOUT,
     ContainerProcess,
     ContainerSpec,
     PodSandbox,
     PodSandboxSpec,
-    SandboxError,
-    _ShimChannel,
+    shim_command,
 )
 
 ROOTLESS_SHIM = Path(__file__).with_name("_rootless_shim.py")
@@ -139,43 +136,17 @@ class RootlessSandbox(PodSandbox):
     async def create_rootless(cls, spec: PodSandboxSpec, *,
                               dialer: PodNetDialer | None = None) -> RootlessSandbox:
         sandbox = cls(spec, dialer=dialer)
-        try:
-            await sandbox._create()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await sandbox.destroy()
-            raise
+        await sandbox._create_or_destroy()
         if dialer is not None:
             dialer.register(spec.ip, sandbox.net_sock)
         return sandbox
 
     async def _create(self) -> None:
         spec = self.spec
-        spec.state_dir.mkdir(parents=True, exist_ok=True)
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._channel = _ShimChannel(ours)
-        with open(spec.state_dir / "shim.log", "ab") as shim_log:  # noqa: ASYNC230 - µs
-            try:
-                self._shim = await anyio.open_process(
-                    [sys.executable, "-I", "-S", str(ROOTLESS_SHIM), "pod", str(os.getpid())],
-                    stdin=theirs.fileno(), stdout=shim_log, stderr=shim_log)
-            finally:
-                theirs.close()
-        etc_dir = spec.state_dir / "etc"
-        etc_dir.mkdir(exist_ok=True)
-        etc_binds = {}
-        for target, text in self._etc_files().items():
-            source = etc_dir / Path(target).name
-            source.write_text(text)
-            etc_binds[target] = str(source)
-        config = {"hostname": spec.hostname, "ip": spec.ip, "etc_binds": etc_binds,
-                  "init": spec.init, "net_sock": str(self.net_sock)}
-        with anyio.fail_after(SHIM_START_TIMEOUT):
-            reply = await self._channel.request(config)
-        if not reply.get("ok"):
-            raise SandboxError(f"pod shim failed: {reply.get('error')}")
-        if reply.get("init_pid") is not None:
-            self._init_pid = int(reply["init_pid"])
+        await self._spawn_shim(ROOTLESS_SHIM)  # no spawner: always a direct child
+        await self._configure_shim({
+            "hostname": spec.hostname, "ip": spec.ip, "etc_binds": self._write_etc_binds(),
+            "init": spec.init, "net_sock": str(self.net_sock)})
 
     async def start_container(self, cspec: ContainerSpec) -> ContainerProcess:
         proc = await super().start_container(cspec)
@@ -189,21 +160,8 @@ class RootlessSandbox(PodSandbox):
         if self._dialer is not None:
             self._dialer.unregister(self.spec.ip, self.net_sock)
         with anyio.CancelScope(shield=True):
-            if self._containers:
-                async with anyio.create_task_group() as tg:
-                    for proc in self._containers.values():
-                        tg.start_soon(proc.stop, grace_seconds)
-            if self._channel is not None:
-                self._channel.close()
-            if self._shim is not None:
-                with anyio.move_on_after(2):
-                    await self._shim.wait()
-                if self._shim.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        self._shim.kill()
-                    await self._shim.wait()
-                await self._shim.aclose()
-                self._shim = None
+            await self._end_shim(grace_seconds)
+            self._shim = None
             with contextlib.suppress(FileNotFoundError):
                 self.net_sock.unlink()
             # Containers' writable layers sit beside the state dir (node/runtime.py):
@@ -273,7 +231,7 @@ class PodNetDialer:
 
 def rootless_exec_command(spec_json: str) -> list[str]:
     """The helper command `exec_in_sandbox` runs when not root."""
-    return [sys.executable, "-I", "-S", str(ROOTLESS_SHIM), "exec", spec_json]
+    return shim_command(ROOTLESS_SHIM, "exec", spec_json)
 
 
 __all__ = ["NET_SOCK", "PodNetDialer", "RootlessSandbox", "make_removable", "pod_socket",
