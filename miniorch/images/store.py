@@ -367,15 +367,7 @@ class ImageStore:
             "layers": [d.to_json() for d in layers],
         }
         mdesc = self.put_blob_bytes(canonical_json(manifest), MEDIA_MANIFEST)
-        with self._locked():
-            index = self._read_index()
-            if refs:
-                for r in refs:
-                    index = self._point(index, r, mdesc)
-            elif not any(m["digest"] == mdesc.digest for m in index):
-                index.append(mdesc.to_json())
-            self._write_index(index)
-        return self._image_from_manifest(mdesc, tuple(refs))
+        return self._name_manifest(mdesc, refs)
 
     def add_manifest(self, data: bytes, media_type: str, refs: Sequence[Reference]) -> Image:
         """Store a manifest exactly as fetched (its digest is the registry's) and name it.
@@ -388,6 +380,10 @@ class ImageStore:
             if not self.has_blob(d["digest"]):
                 raise ImageError(f"blob {d['digest']} is not in the store")
         mdesc = self.put_blob_bytes(data, media_type)
+        return self._name_manifest(mdesc, refs)
+
+    def _name_manifest(self, mdesc: Descriptor, refs: Sequence[Reference]) -> Image:
+        """Record a stored manifest in index.json under `refs` (or unnamed, once)."""
         with self._locked():
             index = self._read_index()
             if refs:
