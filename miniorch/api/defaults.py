@@ -1,10 +1,11 @@
-"""Defaulting: fill what kube-apiserver fills before validation, in place.
+"""Defaulting shared by kinds: the pod spec (pods and every pod template), in place.
 
-    Registry.create / update ─► apply(resource, obj) ─► validation.validate(...)
+    Registry.create / update ─► Kind.apply_defaults ─► kinds/<kind>.py `_default`
+                                                         └─► pod_spec(...) here
 
-Mirrors Kubernetes' core/v1 `SetDefaults_*` functions, plus what the REST strategies
-and stock admission plugins add at create (pod `status.phase: Pending` and `qosClass`,
-`priority: 0`; Service `ipFamilies`; Namespace `kubernetes.io/metadata.name`).
+Mirrors Kubernetes' core/v1 `SetDefaults_PodSpec` / `SetDefaults_Container` and
+friends; each kind's own defaults (pod `status.phase: Pending` and `qosClass`, Service
+`ipFamilies`, …) live in its module under `api/kinds/`.
 
 Invariants:
 - Idempotent: applying twice changes nothing (the registry applies on every update).
@@ -17,55 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from miniorch.api.kinds import Resource
-from miniorch.core.objects import Obj
+from miniorch.core.objects import Obj, dicts_in, ensure_dict
 from miniorch.core.quantity import QuantityError, parse_quantity
 
-
-def apply(resource: Resource, obj: Obj) -> None:
-    """Fill defaults in place, as kube-apiserver's defaulters do for core/v1."""
-    obj.setdefault("apiVersion", resource.api_version)
-    obj.setdefault("kind", resource.kind)
-    meta = obj.get("metadata")
-    if not isinstance(meta, dict):
-        return
-    handler = _BY_KIND.get(resource.kind)
-    if handler is not None:
-        handler(obj)
-
-
-# ---- helpers ----------------------------------------------------------------------
-
-
-def _dict(parent: Obj, key: str) -> Obj | None:
-    """`parent[key]`, created as {} when absent; None if present but not an object."""
-    value = parent.setdefault(key, {})
-    if value is None:
-        value = parent[key] = {}
-    return value if isinstance(value, dict) else None
-
-
-def _dicts(value: Any) -> list[Obj]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-
-
 # ---- Pod ----------------------------------------------------------------------------
-
-
-def _pod(obj: Obj) -> None:
-    spec = _dict(obj, "spec")
-    if spec is None:
-        return
-    pod_spec(spec)
-    # Priority admission (no default PriorityClass) and its preemption policy.
-    spec.setdefault("priority", 0)
-    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
-    status = _dict(obj, "status")
-    if status is None:
-        return
-    # The pod REST strategy's PrepareForCreate: every new pod starts Pending.
-    status.setdefault("phase", "Pending")
-    status.setdefault("qosClass", qos_class(spec))
 
 
 def pod_spec(spec: Obj) -> None:
@@ -78,9 +34,9 @@ def pod_spec(spec: Obj) -> None:
     spec.setdefault("enableServiceLinks", True)
     host_network = spec.get("hostNetwork") is True
     for key in ("initContainers", "containers", "ephemeralContainers"):
-        for container in _dicts(spec.get(key)):
+        for container in dicts_in(spec.get(key)):
             _container(container, host_network=host_network)
-    for volume in _dicts(spec.get("volumes")):
+    for volume in dicts_in(spec.get("volumes")):
         _volume(volume)
 
 
@@ -89,20 +45,20 @@ def _container(container: Obj, *, host_network: bool) -> None:
     container.setdefault("imagePullPolicy", _pull_policy(image if isinstance(image, str) else ""))
     container.setdefault("terminationMessagePath", "/dev/termination-log")
     container.setdefault("terminationMessagePolicy", "File")
-    for port in _dicts(container.get("ports")):
+    for port in dicts_in(container.get("ports")):
         port.setdefault("protocol", "TCP")
         if host_network and "containerPort" in port:
             port.setdefault("hostPort", port["containerPort"])
-    resources = _dict(container, "resources")
+    resources = ensure_dict(container, "resources")
     if resources is not None:
         # "If limits are specified but requests are not, requests default to limits."
         limits = resources.get("limits")
         if isinstance(limits, dict) and limits:
-            requests = _dict(resources, "requests")
+            requests = ensure_dict(resources, "requests")
             if requests is not None:
                 for name, value in limits.items():
                     requests.setdefault(name, value)
-    for env in _dicts(container.get("env")):
+    for env in dicts_in(container.get("env")):
         source = env.get("valueFrom")
         if isinstance(source, dict) and isinstance(source.get("fieldRef"), dict):
             source["fieldRef"].setdefault("apiVersion", "v1")
@@ -161,7 +117,7 @@ def qos_class(spec: Obj) -> str:
     requests: dict[str, Any] = {}
     limits: dict[str, Any] = {}
     guaranteed = True
-    containers = _dicts(spec.get("containers")) + _dicts(spec.get("initContainers"))
+    containers = dicts_in(spec.get("containers")) + dicts_in(spec.get("initContainers"))
     for container in containers:
         resources = container.get("resources")
         resources = resources if isinstance(resources, dict) else {}
@@ -200,114 +156,3 @@ def _nonzero(value: Any) -> bool:
         return parse_quantity(value) != 0
     except QuantityError:
         return True
-
-
-# ---- ReplicationController ------------------------------------------------------------
-
-
-def _replication_controller(obj: Obj) -> None:
-    spec = _dict(obj, "spec")
-    if spec is None:
-        return
-    template = spec.get("template")
-    if isinstance(template, dict):
-        t_meta = template.get("metadata")
-        t_labels = t_meta.get("labels") if isinstance(t_meta, dict) else None
-        if isinstance(t_labels, dict) and t_labels:
-            if not spec.get("selector"):
-                spec["selector"] = dict(t_labels)
-            meta = obj["metadata"]
-            if not meta.get("labels"):
-                meta["labels"] = dict(t_labels)
-        t_spec = template.get("spec")
-        if isinstance(t_spec, dict):
-            pod_spec(t_spec)
-    spec.setdefault("replicas", 1)
-    status = _dict(obj, "status")
-    if status is not None:
-        # `replicas` is not omitempty in Go: clients (the Python client) require it.
-        status.setdefault("replicas", 0)
-
-
-# ---- Service --------------------------------------------------------------------------
-
-
-def _service(obj: Obj) -> None:
-    spec = _dict(obj, "spec")
-    if spec is None:
-        return
-    svc_type = spec.setdefault("type", "ClusterIP")
-    affinity = spec.setdefault("sessionAffinity", "None")
-    if affinity == "ClientIP":
-        config = _dict(spec, "sessionAffinityConfig")
-        if config is not None:
-            client_ip = _dict(config, "clientIP")
-            if client_ip is not None:
-                client_ip.setdefault("timeoutSeconds", 10800)
-    for port in _dicts(spec.get("ports")):
-        port.setdefault("protocol", "TCP")
-        if port.get("targetPort") in (None, 0, "") and "port" in port:
-            port["targetPort"] = port["port"]
-    if svc_type != "ExternalName":
-        spec.setdefault("ipFamilies", ["IPv4"])
-        spec.setdefault("ipFamilyPolicy", "SingleStack")
-        spec.setdefault("internalTrafficPolicy", "Cluster")
-    if svc_type in ("NodePort", "LoadBalancer"):
-        spec.setdefault("externalTrafficPolicy", "Cluster")
-    if svc_type == "LoadBalancer":
-        spec.setdefault("allocateLoadBalancerNodePorts", True)
-    status = _dict(obj, "status")
-    if status is not None:
-        status.setdefault("loadBalancer", {})
-
-
-# ---- the rest ---------------------------------------------------------------------------
-
-
-def _namespace(obj: Obj) -> None:
-    meta = obj["metadata"]
-    name = meta.get("name")
-    if isinstance(name, str) and name:
-        labels = _dict(meta, "labels")
-        if labels is not None:
-            # Set unconditionally by the namespace strategy: it always equals the name.
-            labels["kubernetes.io/metadata.name"] = name
-    spec = _dict(obj, "spec")
-    if spec is not None:
-        spec.setdefault("finalizers", ["kubernetes"])
-    status = _dict(obj, "status")
-    if status is not None:
-        status.setdefault("phase", "Active")
-
-
-def _event(obj: Obj) -> None:
-    if "series" not in obj:
-        obj.setdefault("count", 1)
-    obj.setdefault("involvedObject", {})
-
-
-def _node(obj: Obj) -> None:
-    obj.setdefault("spec", {})
-    status = _dict(obj, "status")
-    if status is None:
-        return
-    capacity = status.get("capacity")
-    if isinstance(capacity, dict) and capacity and not status.get("allocatable"):
-        status["allocatable"] = dict(capacity)
-
-
-def _endpoints(obj: Obj) -> None:
-    for subset in _dicts(obj.get("subsets")):
-        for port in _dicts(subset.get("ports")):
-            port.setdefault("protocol", "TCP")
-
-
-def _lease(obj: Obj) -> None:
-    obj.setdefault("spec", {})
-
-
-_BY_KIND = {
-    "Pod": _pod, "ReplicationController": _replication_controller, "Service": _service,
-    "Namespace": _namespace, "Event": _event, "Node": _node, "Endpoints": _endpoints,
-    "Lease": _lease,
-}

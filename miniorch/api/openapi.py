@@ -1,7 +1,7 @@
 """OpenAPI v3 documents for the served kinds, built from the field schema.
 
-    kinds.RESOURCES + schema.DEFINITIONS ─► openapi_v3_document(gv) ─► GET /openapi/v3/<gv>
-                                         └► openapi_v3_root()       ─► GET /openapi/v3
+    registry.kinds + schema.definitions() ─► openapi_v3_document(kinds, gv) ─► /openapi/v3/<gv>
+                                          └► openapi_v3_root(kinds)         ─► /openapi/v3
 
 kubectl 1.32 reads these for `create -f` / `apply -f` (default `--validate=strict`):
 it looks for the kind's PATCH operation (found by `x-kubernetes-group-version-kind`)
@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from miniorch.api import schema
 from miniorch.api.errors import NotFound
-from miniorch.api.kinds import REPLICATION_CONTROLLERS, RESOURCES, Resource
+from miniorch.api.kinds import Kind
+from miniorch.api.resource import Resource
 from miniorch.core.objects import Obj
 
 _REF = "#/components/schemas/"
@@ -33,7 +35,6 @@ _QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
 _INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 _PATCH = _META + "Patch"
 
-_SUBRESOURCE_STATUS = ("Pod", "ReplicationController", "Service", "Node", "Namespace")
 
 _SCALAR_SCHEMAS: dict[str, Obj] = {
     "string": {"type": "string"},
@@ -127,12 +128,13 @@ def _refs_of(value: Any) -> set[str]:
     return found
 
 
-def _list_schema(resource: Resource) -> Obj:
+def _list_schema(kind: Kind) -> Obj:
+    resource = kind.resource
     return {
         "type": "object", "required": ["items"],
         "properties": {
             "apiVersion": {"type": "string"}, "kind": {"type": "string"},
-            "items": {"type": "array", "items": _wrap_ref(schema.root_definition(resource))},
+            "items": {"type": "array", "items": _wrap_ref(kind.root_definition)},
             "metadata": _wrap_ref(_META + "ListMeta"),
         },
         "x-kubernetes-group-version-kind": [_gvk(resource, resource.list_kind)],
@@ -207,10 +209,11 @@ def _op_prefix(resource: Resource) -> str:
     return f"{group}{resource.version.capitalize()}"
 
 
-def _paths_for(resource: Resource) -> Obj:
+def _paths_for(record: Kind) -> Obj:
+    resource = record.resource
     prefix = _op_prefix(resource)
     kind = resource.kind
-    root = schema.root_definition(resource)
+    root = record.root_definition
     ns = "Namespaced" if resource.namespaced else ""
     base = (f"/apis/{resource.group}/{resource.version}" if resource.group
             else f"/api/{resource.version}")
@@ -253,7 +256,7 @@ def _paths_for(resource: Resource) -> Obj:
             "get": _operation(resource, "list", f"list{prefix}{kind}ForAllNamespaces",
                               response=f"{root}List", params=list(_LIST_PARAMS), watch=True),
         }
-    if kind in _SUBRESOURCE_STATUS:
+    if record.status_subresource:
         paths[item + "/status"] = {
             "get": _operation(resource, "get", f"read{prefix}{ns}{kind}Status", response=root,
                               params=[]),
@@ -264,7 +267,7 @@ def _paths_for(resource: Resource) -> Obj:
                                 patch=True, created=True),
             "parameters": path_params + ns_params,
         }
-    if resource is REPLICATION_CONTROLLERS:
+    if record.scale is not None:
         scale = schema.SCALE_DEFINITION
         scale_gvk = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
         ops = {
@@ -291,27 +294,30 @@ def _group_version_key(group_version: str) -> str:
     return "api/" + gv if "/" not in gv else "apis/" + gv
 
 
-def _resources_in(key: str) -> list[Resource]:
-    return [r for r in RESOURCES
-            if (f"apis/{r.group}/{r.version}" if r.group else f"api/{r.version}") == key]
+def _kinds_in(kinds: Iterable[Kind], key: str) -> list[Kind]:
+    return [k for k in kinds if _key_of(k.resource) == key]
 
 
-def openapi_v3_document(group_version: str) -> Obj:
+def _key_of(r: Resource) -> str:
+    return f"apis/{r.group}/{r.version}" if r.group else f"api/{r.version}"
+
+
+def openapi_v3_document(kinds: Iterable[Kind], group_version: str) -> Obj:
     """The OpenAPI 3.0 document of one group-version (`api/v1`,
     `apis/coordination.k8s.io/v1`); NotFound for any other."""
     key = _group_version_key(group_version)
-    resources = _resources_in(key)
-    if not resources:
+    served = _kinds_in(kinds, key)
+    if not served:
         raise NotFound("the server could not find the requested resource")
     paths: Obj = {}
     roots: list[str] = [_META + "Status", _META + "DeleteOptions", _PATCH]
     list_schemas: dict[str, Obj] = {}
-    for resource in resources:
-        paths.update(_paths_for(resource))
-        root = schema.root_definition(resource)
+    for kind in served:
+        paths.update(_paths_for(kind))
+        root = kind.root_definition
         roots.append(root)
-        list_schemas[f"{root}List"] = _list_schema(resource)
-        if resource is REPLICATION_CONTROLLERS:
+        list_schemas[f"{root}List"] = _list_schema(kind)
+        if kind.scale is not None:
             roots.append(schema.SCALE_DEFINITION)
     schemas: dict[str, Obj] = dict(list_schemas)
     pending = roots + sorted(_refs_of(list_schemas))
@@ -321,9 +327,8 @@ def openapi_v3_document(group_version: str) -> Obj:
             continue
         schemas[name] = definition_schema(name)
         pending.extend(_refs_of(schemas[name]) - set(schemas))
-    for resource in resources:
-        root = schema.root_definition(resource)
-        schemas[root]["x-kubernetes-group-version-kind"] = [_gvk(resource)]
+    for kind in served:
+        schemas[kind.root_definition]["x-kubernetes-group-version-kind"] = [_gvk(kind.resource)]
     if schema.SCALE_DEFINITION in schemas:
         schemas[schema.SCALE_DEFINITION]["x-kubernetes-group-version-kind"] = [
             {"group": "autoscaling", "version": "v1", "kind": "Scale"}]
@@ -350,19 +355,20 @@ def document_hash(document: Obj) -> str:
     return hashlib.sha512(encoded).hexdigest().upper()
 
 
-def group_versions() -> list[str]:
+def group_versions(kinds: Iterable[Kind]) -> list[str]:
     """The root's keys, one per served group-version: `api/v1`, `apis/coordination.k8s.io/v1`."""
     keys: list[str] = []
-    for r in RESOURCES:
-        key = f"apis/{r.group}/{r.version}" if r.group else f"api/{r.version}"
+    for k in kinds:
+        key = _key_of(k.resource)
         if key not in keys:
             keys.append(key)
     return keys
 
 
-def openapi_v3_root() -> Obj:
+def openapi_v3_root(kinds: Iterable[Kind]) -> Obj:
     """`GET /openapi/v3`: where each group-version's document lives."""
+    served = list(kinds)
     return {"paths": {
         key: {"serverRelativeURL": f"/openapi/v3/{key}?hash="
-                                   f"{document_hash(openapi_v3_document(key))}"}
-        for key in group_versions()}}
+                                   f"{document_hash(openapi_v3_document(served, key))}"}
+        for key in group_versions(served)}}

@@ -1,6 +1,6 @@
 """PATCH bodies: JSON merge patch, JSON patch and Kubernetes' strategic merge patch.
 
-    server (PATCH, Content-Type) ─► apply_patch(original, body, content_type, resource)
+    server (PATCH, Content-Type) ─► apply_patch(original, body, content_type, definition)
                                  ─► the patched object ─► Registry.update
 
 - `application/merge-patch+json` — RFC 7386: objects merge recursively, `null`
@@ -27,7 +27,6 @@ from typing import Any
 
 from miniorch.api import schema
 from miniorch.api.errors import BadRequest, Invalid, UnsupportedMediaType
-from miniorch.api.kinds import Resource
 from miniorch.core.objects import Obj
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -42,9 +41,10 @@ _DELETE_PRIMITIVES = "$deleteFromPrimitiveList/"
 
 
 def apply_patch(original: Obj, patch: bytes | str | Obj | list[Any], content_type: str,
-                resource: Resource, *, definition: str | None = None) -> Obj:
-    """Return `original` with `patch` applied; `definition` overrides the schema used for
-    strategic merge (e.g. `schema.SCALE_DEFINITION` for the `/scale` subresource)."""
+                definition: str | None) -> Obj:
+    """Return `original` with `patch` applied; `definition` names the schema a strategic
+    merge follows (the kind's `root_definition`, `schema.SCALE_DEFINITION` for the
+    `/scale` subresource; None: no schema, every list is replaced)."""
     media = content_type.split(";", 1)[0].strip().lower()
     if media not in PATCH_TYPES:
         raise UnsupportedMediaType(
@@ -60,8 +60,7 @@ def apply_patch(original: Obj, patch: bytes | str | Obj | list[Any], content_typ
         result = merge_patch(original, body)
         assert isinstance(result, dict)
         return result
-    return strategic_merge_patch(original, body,
-                                 definition or schema.root_definition(resource))
+    return strategic_merge_patch(original, body, definition)
 
 
 def _decode(patch: bytes | str | Obj | list[Any]) -> Any:
@@ -245,7 +244,7 @@ def strategic_merge_patch(original: Obj, patch: Obj, definition: str | None) -> 
 
 
 def _field(definition: str | None, key: str) -> schema.FieldType | None:
-    return schema.field_type(definition, key) if definition in schema.DEFINITIONS else None
+    return schema.field_type(definition, key) if definition in schema.definitions() else None
 
 
 def _sub_definition(ftype: schema.FieldType | None) -> str | None:

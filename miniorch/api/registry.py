@@ -2,11 +2,19 @@
 
     HTTP handlers (kubectl, Python client, CLI) ─┐
     in-process actors (controllers, nodes, proxy)┴─► Registry ─► Store ─► watches
+                                                        │
+                              kinds: KindCatalog ───────┘ (the record behind each kind)
 
-Every write, from outside or inside the process, goes through here, so defaulting,
-validation, name generation, ClusterIP/NodePort allocation, graceful pod deletion
-and cascading deletion behave the same whoever asks. The registry is synchronous
-(the store is), so each method is atomic with respect to the event loop.
+Every write, from outside or inside the process, goes through here, once, so
+defaulting, validation, name generation, allocation (a kind's `prepare`), status
+preservation, binding, scale, graceful deletion and cascading deletion behave the
+same whoever asks. The registry is generic: what differs per kind is read from its
+`Kind` record (api/kinds/). It is synchronous (the store is), so each method is
+atomic with respect to the event loop.
+
+Writes: create = defaults → check → prepare; update = status kept (for kinds with a
+/status subresource) → defaults → prepare → check, `generation` bumped when the spec
+changes. `bind` sets a pod's node and `PodScheduled` in one store write.
 
 Graceful deletion of a pod bound to a node sets `deletionTimestamp` and
 `deletionGracePeriodSeconds`; the node stops the sandbox, then deletes the pod again
@@ -22,7 +30,6 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
-from miniorch.api import defaults, validation
 from miniorch.api.errors import (
     ApiError,
     BadRequest,
@@ -36,11 +43,13 @@ from miniorch.api.kinds import (
     EVENTS,
     NAMESPACES,
     PODS,
-    RESOURCES,
     SERVICES,
     SYSTEM_NAMESPACES,
+    Kind,
+    KindCatalog,
     Resource,
 )
+from miniorch.api.kinds import pod as pod_kind
 from miniorch.api.selectors import FieldSelector, LabelSelector
 from miniorch.api.store import Store, Watch
 from miniorch.core.clock import Clock, SystemClock, rfc3339
@@ -56,6 +65,8 @@ class Registry:
         self.store = store
         self.clock = clock or SystemClock()
         self.network = network or NetworkSettings()
+        self.kinds = KindCatalog()
+        """The kinds served: the built-in ones, plus custom resources added at run time."""
         self._event_index: dict[tuple[str, str, str, str, str], tuple[str, str]] | None = None
 
     # ---- bootstrap ---------------------------------------------------------------
@@ -106,6 +117,7 @@ class Registry:
 
     def create(self, resource: Resource, obj: Obj, *, namespace: str | None = None,
                dry_run: bool = False) -> Obj:
+        kind = self.kinds.of(resource)
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
@@ -131,10 +143,10 @@ class Registry:
                              "deletionGracePeriodSeconds"):
             meta.pop(server_owned, None)
         meta["generation"] = 1
-        defaults.apply(resource, obj)
-        validation.validate(resource, obj, None)
-        if resource is SERVICES:
-            self._allocate_service_addresses(obj, None)
+        kind.apply_defaults(obj)
+        kind.check(obj, None)
+        if kind.prepare is not None:
+            kind.prepare(self, obj, None)
         if dry_run:
             return obj
         return self.store.create(resource, obj)
@@ -173,6 +185,7 @@ class Registry:
         return self.mutate(resource, namespace, name, put, subresource="status")
 
     def _merge_update(self, resource: Resource, old: Obj, new: Obj, subresource: str) -> Obj:
+        kind = self.kinds.of(resource)
         meta = new.setdefault("metadata", {})
         old_meta = old["metadata"]
         if subresource == "status":
@@ -190,16 +203,14 @@ class Registry:
                 meta.pop(server_owned, None)
         if not meta.get("resourceVersion"):
             meta.pop("resourceVersion", None)
-        # Kinds with a status subresource keep their status on a main-resource PUT
+        # Kinds with a status subresource keep their status on a main-resource write
         # (status changes go through /status); the others keep it only when omitted.
-        has_status_subresource = resource.kind not in (
-            "Node", "Namespace", "Event", "Lease", "Endpoints")
-        if "status" in old and ("status" not in new or has_status_subresource):
+        if "status" in old and ("status" not in new or kind.status_subresource):
             new["status"] = old["status"]
-        defaults.apply(resource, new)
-        if resource is SERVICES:
-            self._allocate_service_addresses(new, old)
-        validation.validate(resource, new, old)
+        kind.apply_defaults(new)
+        if kind.prepare is not None:
+            kind.prepare(self, new, old)
+        kind.check(new, old)
         if new.get("spec") != old.get("spec"):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         return new
@@ -219,47 +230,50 @@ class Registry:
                            kind=resource.plural, name=name)
         if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
             raise Conflict.stale(resource.plural, name, resource.group)
-        if resource is NAMESPACES and name in SYSTEM_NAMESPACES:
-            raise Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be '
-                            "deleted", kind="namespaces", name=name)
+        kind = self.kinds.of(resource)
+        if name in kind.undeletable:
+            raise Forbidden(f'{resource.plural} "{name}" is forbidden: this {resource.singular} '
+                            "may not be deleted", kind=resource.plural, name=name)
         if dry_run:
             return obj
         if propagation_policy == "Orphan":
             self._orphan_dependents(obj)
-        if resource is PODS:
-            grace = self._pod_grace(obj, grace_period_seconds)
-            if obj.get("spec", {}).get("nodeName") and grace > 0:
+        if kind.graceful_delete is not None:
+            grace = kind.graceful_delete(obj, grace_period_seconds)
+            if grace > 0:
                 if meta.get("deletionTimestamp"):
                     return obj  # already terminating: a second delete changes nothing
                 now = self.clock.now()
 
-                def mark(pod: Obj) -> None:
-                    pod["metadata"]["deletionTimestamp"] = rfc3339(now)
-                    pod["metadata"]["deletionGracePeriodSeconds"] = grace
-                return self.store.mutate(PODS, namespace, name, mark)
-        if resource is NAMESPACES:
-            return self._delete_namespace(obj)
+                def mark(terminating: Obj) -> None:
+                    terminating["metadata"]["deletionTimestamp"] = rfc3339(now)
+                    terminating["metadata"]["deletionGracePeriodSeconds"] = grace
+                return self.store.mutate(resource, namespace, name, mark)
+        if kind.deletes_contents:
+            return self._delete_with_contents(kind, obj)
         return self.store.delete(resource, namespace, name)
 
-    def _delete_namespace(self, ns_obj: Obj) -> Obj:
-        name = ns_obj["metadata"]["name"]
+    def _delete_with_contents(self, kind: Kind, scope: Obj) -> Obj:
+        """A namespace: Terminating, everything inside deleted (pods gracefully),
+        then the namespace itself."""
+        name = scope["metadata"]["name"]
 
         def terminating(obj: Obj) -> None:
             obj.setdefault("status", {})["phase"] = "Terminating"
-        self.store.mutate(NAMESPACES, "", name, terminating)
-        for resource in RESOURCES:
-            if not resource.namespaced:
+        self.store.mutate(kind.resource, "", name, terminating)
+        for inner in self.kinds:
+            if not inner.resource.namespaced:
                 continue
-            items, _ = self.store.list(resource, name)
+            items, _ = self.store.list(inner.resource, name)
             for item in items:
-                self.delete(resource, name, item["metadata"]["name"], grace_period_seconds=0
-                            if resource is not PODS else None)
-        return self.store.delete(NAMESPACES, "", name)
+                self.delete(inner.resource, name, item["metadata"]["name"],
+                            grace_period_seconds=None if inner.graceful_delete else 0)
+        return self.store.delete(kind.resource, "", name)
 
     def _orphan_dependents(self, owner: Obj) -> None:
         uid = owner["metadata"]["uid"]
         namespace = owner["metadata"].get("namespace", "")
-        for resource in RESOURCES:
+        for resource in self.kinds.resources:
             if not resource.namespaced:
                 continue
             items, _ = self.store.list(resource, namespace)
@@ -274,15 +288,66 @@ class Registry:
                             obj["metadata"].pop("ownerReferences", None)
                     self.store.mutate(resource, namespace, item["metadata"]["name"], strip)
 
+
+    # ---- subresources --------------------------------------------------------------
+
+    def bind(self, namespace: str, name: str, node: str, *, uid: str | None = None,
+             dry_run: bool = False) -> Obj:
+        """pods/binding: `spec.nodeName` and `PodScheduled` in one write (BindingREST)."""
+        if not node:
+            raise Invalid.of("Binding", name, [Cause("target.name", "Required value")])
+        now = rfc3339(self.clock.now())
+        if dry_run:
+            pod_kind.bind(self.store.get(PODS, namespace, name), node=node, uid=uid, now=now)
+            return self.store.get(PODS, namespace, name)
+
+        def assign(pod: Obj) -> None:
+            pod_kind.bind(pod, node=node, uid=uid, now=now)
+        return self.store.mutate(PODS, namespace, name, assign)
+
+    def get_scale(self, resource: Resource, namespace: str, name: str) -> Obj:
+        """`<plural>/scale`: the autoscaling/v1 Scale view of a scalable object."""
+        return self._scale_of(self.kinds.of(resource), self.get(resource, namespace, name))
+
+    def update_scale(self, resource: Resource, namespace: str, name: str, scale: Obj, *,
+                     dry_run: bool = False) -> Obj:
+        """Write a Scale's `spec.replicas` into its object (409 on a stale
+        resourceVersion); answers the new Scale."""
+        kind = self.kinds.of(resource)
+        spec = kind.scale
+        if spec is None:
+            raise NotFound(f"the server could not find the requested resource "
+                           f"({resource.plural}/scale)")
+        replicas = (scale.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise Invalid.of("Scale", name, [Cause(
+                "spec.replicas",
+                f"Invalid value: {replicas!r}: must be greater than or equal to 0")],
+                group="autoscaling")
+        obj = self.get(resource, namespace, name)
+        sent_rv = (scale.get("metadata") or {}).get("resourceVersion")
+        if sent_rv and str(sent_rv) != obj["metadata"].get("resourceVersion"):
+            raise Conflict.stale(resource.plural, name, resource.group)
+        _set_path(obj, spec.spec_replicas, replicas)
+        updated = self.update(resource, obj, namespace=namespace, dry_run=dry_run)
+        return self._scale_of(kind, updated)
+
     @staticmethod
-    def _pod_grace(pod: Obj, requested: int | None) -> int:
-        if requested is not None:
-            if requested < 0:
-                raise Invalid.of("Pod", pod["metadata"]["name"], [Cause(
-                    "gracePeriodSeconds", "must be greater than or equal to 0")])
-            return requested
-        spec_grace = pod.get("spec", {}).get("terminationGracePeriodSeconds")
-        return 30 if spec_grace is None else int(spec_grace)
+    def _scale_of(kind: Kind, obj: Obj) -> Obj:
+        spec = kind.scale
+        if spec is None:
+            raise NotFound(f"the server could not find the requested resource "
+                           f"({kind.resource.plural}/scale)")
+        meta = obj["metadata"]
+        replicas = _get_path(obj, spec.spec_replicas)
+        return {
+            "kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                              "creationTimestamp") if k in meta},
+            "spec": {"replicas": int(spec.default_replicas if replicas is None else replicas)},
+            "status": {"replicas": int(_get_path(obj, spec.status_replicas) or 0),
+                       "selector": spec.selector(obj)},
+        }
 
     # ---- events ------------------------------------------------------------------
 
@@ -356,75 +421,18 @@ class Registry:
                 return name
         raise ApiError(f"could not generate a unique name from {prefix!r}")
 
-    def _allocate_service_addresses(self, svc: Obj, old: Obj | None) -> None:
-        """ClusterIP from the service CIDR and NodePorts from their range, at create
-        (kube-apiserver's allocators); kept across updates, released with the object."""
-        spec = svc.setdefault("spec", {})
-        old_spec = (old or {}).get("spec", {})
-        if old_spec.get("clusterIP") and not spec.get("clusterIP"):
-            spec["clusterIP"] = old_spec["clusterIP"]
-        if spec.get("clusterIP") is None or spec.get("clusterIP") == "":
-            spec["clusterIP"] = self._free_cluster_ip()
-        elif spec["clusterIP"] != "None" and old is None:
-            try:
-                wanted = ipaddress.ip_address(spec["clusterIP"])
-            except ValueError:
-                raise Invalid.of("Service", svc["metadata"].get("name", ""), [Cause(
-                    "spec.clusterIPs[0]", f"Invalid value: \"{spec['clusterIP']}\": must be a "
-                    "valid IP address")]) from None
-            if wanted not in ipaddress.ip_network(self.network.service_cidr):
-                raise Invalid.of("Service", svc["metadata"].get("name", ""), [Cause(
-                    "spec.clusterIPs[0]", f"Invalid value: \"{wanted}\": provided IP is not in "
-                    f"the valid range. The range of valid IPs is {self.network.service_cidr}")])
-            if str(wanted) in self._used_cluster_ips():
-                raise Invalid.of("Service", svc["metadata"].get("name", ""), [Cause(
-                    "spec.clusterIPs", f"Invalid value: []string{{\"{wanted}\"}}: failed to "
-                    f"allocate IP {wanted}: provided IP is already allocated")])
-        if spec["clusterIP"] != "None":
-            spec["clusterIPs"] = [spec["clusterIP"]]
-        if spec.get("type") in ("NodePort", "LoadBalancer"):
-            old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
-                         for p in old_spec.get("ports") or []}
-            used = self._used_node_ports(exclude=svc)
-            for port in spec.get("ports") or []:
-                if not port.get("nodePort"):
-                    previous = old_ports.get((port.get("port"), port.get("protocol", "TCP")))
-                    port["nodePort"] = previous or self._free_node_port(used)
-                    used.add(port["nodePort"])
-                elif old is None and port["nodePort"] in used:
-                    raise Invalid.of("Service", svc["metadata"].get("name", ""), [Cause(
-                        "spec.ports[0].nodePort", f"Invalid value: {port['nodePort']}: "
-                        "provided port is already allocated")])
-        else:
-            for port in spec.get("ports") or []:
-                port.pop("nodePort", None)
 
-    def _used_cluster_ips(self) -> set[str]:
-        items, _ = self.store.list(SERVICES)
-        return {s.get("spec", {}).get("clusterIP", "") for s in items}
+def _get_path(obj: Obj, path: tuple[str, ...]) -> Any:
+    value: Any = obj
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
 
-    def _free_cluster_ip(self) -> str:
-        used = self._used_cluster_ips()
-        network = ipaddress.ip_network(self.network.service_cidr)
-        # .1 is the `kubernetes` service's by convention; .10 is DNS's.
-        for host in network.hosts():
-            if str(host).endswith(".0.1") or str(host) in used:
-                continue
-            if str(host) == str(network.network_address + 10):
-                continue
-            return str(host)
-        raise ApiError("no ClusterIP left in " + self.network.service_cidr)
 
-    def _used_node_ports(self, *, exclude: Obj) -> set[int]:
-        items, _ = self.store.list(SERVICES)
-        me = (exclude["metadata"].get("namespace"), exclude["metadata"].get("name"))
-        return {int(p["nodePort"]) for s in items
-                if (s["metadata"].get("namespace"), s["metadata"]["name"]) != me
-                for p in s.get("spec", {}).get("ports") or [] if p.get("nodePort")}
-
-    def _free_node_port(self, used: set[int]) -> int:
-        low, high = self.network.node_port_range
-        for port in range(low, high + 1):
-            if port not in used:
-                return port
-        raise ApiError("no NodePort left")
+def _set_path(obj: Obj, path: tuple[str, ...], value: Any) -> None:
+    target = obj
+    for key in path[:-1]:
+        target = target.setdefault(key, {})
+    target[path[-1]] = value

@@ -3,13 +3,13 @@ official Python client and miniorch's own CLI.
 
     client ──TLS──► aiohttp ──► _errors ──► _auth (Bearer token) ──► _dispatch
                                                                         │
-     /version /healthz /api /apis /openapi/v3 (discovery, generated from kinds.RESOURCES)
+     /version /healthz /api /apis /openapi/v3   (discovery, from registry.kinds)
      /api/v1/[watch/][namespaces/<ns>/]<plural>[/<name>[/<subresource>]]
-     /apis/coordination.k8s.io/v1/…                     (same shape, for node Leases)
+     /apis/<group>/<version>/…                  (same shape, every group served)
                                                                         │
               list/get/create/update/patch/delete/deletecollection ─► Registry ─► Store
               ?watch=true ─► server_watch     pods/log ─► server_logs
-              pods/exec ─► server_exec        pods/binding, pods/eviction, rc/scale, …/status
+              pods/exec ─► server_exec        pods/binding, pods/eviction, */scale, */status
               pods/portforward ─► server_portforward
 
 Invariants:
@@ -43,32 +43,20 @@ from miniorch.api import kubeconfig, tls
 from miniorch.api.errors import (
     ApiError,
     BadRequest,
-    Cause,
-    Conflict,
-    Invalid,
     MethodNotAllowed,
     NotFound,
     Unauthorized,
     UnsupportedMediaType,
 )
-from miniorch.api.kinds import (
-    ENDPOINTS,
-    EVENTS,
-    LEASES,
-    NAMESPACES,
-    NODES,
-    PODS,
-    REPLICATION_CONTROLLERS,
-    RESOURCES,
-    SERVICES,
-    Resource,
-)
+from miniorch.api.kinds import PODS, Kind, Resource
+from miniorch.api.openapi import openapi_v3_document, openapi_v3_root
+from miniorch.api.patch import apply_patch
 from miniorch.api.registry import Registry
+from miniorch.api.schema import SCALE_DEFINITION
 from miniorch.api.selectors import FieldSelector, LabelSelector
 from miniorch.api.server_common import (
     CONTEXT,
     ApiContext,
-    Plugins,
     decode_object,
     include_object,
     json_response,
@@ -80,11 +68,12 @@ from miniorch.api.server_common import (
     status_response,
     success_status,
 )
-from miniorch.api.server_exec import serve_exec
+from miniorch.api.server_exec import ExecSpawner, sandbox_spawner, serve_exec
 from miniorch.api.server_logs import serve_logs
 from miniorch.api.server_portforward import serve_portforward
 from miniorch.api.server_watch import serve_watch
-from miniorch.core.clock import Clock, rfc3339
+from miniorch.api.tables import to_table
+from miniorch.core.clock import Clock
 from miniorch.core.objects import Obj
 from miniorch.core.settings import Settings
 
@@ -94,35 +83,17 @@ KUBERNETES_VERSION = ("1", "32", "v1.32.0-miniorch")
 ANONYMOUS_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
                "application/strategic-merge-patch+json")
-STATUS_SUBRESOURCE = (PODS, REPLICATION_CONTROLLERS, SERVICES, NAMESPACES, NODES)
-CREATE_ON_UPDATE = (ENDPOINTS, EVENTS, LEASES)
-"""Kinds whose PUT creates a missing object (kube-apiserver's AllowCreateOnUpdate)."""
-RETURNS_DELETED_OBJECT = (PODS, SERVICES, NAMESPACES)
-"""Kinds whose DELETE answers with the object; the others answer a Success Status."""
 AUTH_PROTOCOL_PREFIX = "base64url.bearer.authorization.k8s.io."
 
 
 # ---- wiring -------------------------------------------------------------------------
 
-def default_plugins(settings: Settings) -> Plugins:
-    """The real collaborators, imported here (not at module import) so the server
-    module stays importable while a sibling is being rewritten."""
-    from miniorch.api.openapi import openapi_v3_document, openapi_v3_root
-    from miniorch.api.patch import apply_patch
-    from miniorch.api.server_exec import sandbox_spawner
-    from miniorch.api.tables import to_table
-    from miniorch.api.validation import unknown_fields
-
-    return Plugins(to_table=to_table, apply_patch=apply_patch, openapi_root=openapi_v3_root,
-                   openapi_document=openapi_v3_document, unknown_fields=unknown_fields,
-                   spawn_exec=sandbox_spawner(settings))
-
-
 def build_app(*, settings: Settings, registry: Registry, clock: Clock, token: str,
-              plugins: Plugins | None = None) -> web.Application:
-    """The aiohttp application (tests run it with aiohttp's TestServer)."""
+              spawn_exec: ExecSpawner | None = None) -> web.Application:
+    """The aiohttp application (tests run it with aiohttp's TestServer). `spawn_exec`
+    starts `pods/exec` processes: by default inside the pod's sandbox."""
     ctx = ApiContext(settings=settings, registry=registry, clock=clock, token=token,
-                     plugins=plugins or default_plugins(settings))
+                     spawn_exec=spawn_exec or sandbox_spawner(settings))
     app = web.Application(middlewares=[_errors_middleware, _auth_middleware],
                           client_max_size=settings.max_request_bytes)
     app[CONTEXT] = ctx
@@ -142,11 +113,11 @@ class ApiServer:
     """
 
     def __init__(self, *, settings: Settings, registry: Registry, clock: Clock,
-                 plugins: Plugins | None = None) -> None:
+                 spawn_exec: ExecSpawner | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self.clock = clock
-        self.plugins = plugins
+        self.spawn_exec = spawn_exec
         self.port: int | None = None
         """The bound port, once started."""
         self.material: tls.TlsMaterial | None = None
@@ -163,7 +134,7 @@ class ApiServer:
             tls.ensure_tls, settings.tls_dir, ips=[settings.api_host, first_cluster_ip]))
         self.material = material
         app = build_app(settings=settings, registry=self.registry, clock=self.clock,
-                        token=material.token, plugins=self.plugins)
+                        token=material.token, spawn_exec=self.spawn_exec)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                                shutdown_timeout=5.0)
         await runner.setup()
@@ -256,10 +227,6 @@ def _not_allowed() -> MethodNotAllowed:
     return MethodNotAllowed("the server does not allow this method on the requested resource")
 
 
-def _served(group: str, version: str) -> dict[str, Resource]:
-    return {r.plural: r for r in RESOURCES if r.group == group and r.version == version}
-
-
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     segs = [s for s in request.path.split("/") if s]
@@ -273,6 +240,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return json_response(_version())
     if head == "openapi":
         return _openapi(ctx, segs[1:])
+    kinds = ctx.registry.kinds
     if head == "api":
         if len(segs) == 1:
             return json_response(_api_versions(request))
@@ -280,7 +248,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
             raise _not_found()
         group, version, rest = "", "v1", segs[2:]
     elif head == "apis":
-        groups = _api_groups()
+        groups = _api_groups(ctx)
         if len(segs) == 1:
             return json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
         if len(segs) == 2:
@@ -289,20 +257,20 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
                     return json_response({"kind": "APIGroup", "apiVersion": "v1", **g})
             raise _not_found()
         group, version, rest = segs[1], segs[2], segs[3:]
-        if not _served(group, version):
+        if not kinds.served(group, version):
             raise _not_found()
     else:
         raise _not_found()
     if not rest:
         if request.method != "GET":
             raise _not_allowed()
-        return json_response(_resource_list(group, version))
+        return json_response(_resource_list(ctx, group, version))
     return await _resource_request(request, ctx, group, version, rest)
 
 
 async def _resource_request(request: web.Request, ctx: ApiContext, group: str, version: str,
                             rest: list[str]) -> web.StreamResponse:
-    served = _served(group, version)
+    served = ctx.registry.kinds.served(group, version)
     watch_path = rest[0] == "watch"
     if watch_path:
         rest = rest[1:]
@@ -310,13 +278,14 @@ async def _resource_request(request: web.Request, ctx: ApiContext, group: str, v
         raise _not_found()
     namespace: str | None = None
     if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] in served \
-            and served[rest[2]].namespaced:
-        namespace, resource, tail = rest[1], served[rest[2]], rest[3:]
+            and served[rest[2]].resource.namespaced:
+        namespace, kind, tail = rest[1], served[rest[2]], rest[3:]
     else:
         found = served.get(rest[0])
         if found is None:
             raise _not_found()
-        resource, tail = found, rest[1:]
+        kind, tail = found, rest[1:]
+    resource = kind.resource
     if len(tail) > 2 or (resource.namespaced and namespace is None and tail):
         raise _not_found()
     name = tail[0] if tail else None
@@ -350,7 +319,7 @@ async def _resource_request(request: web.Request, ctx: ApiContext, group: str, v
         if method == "DELETE":
             return await _delete(request, ctx, resource, ns, name)
         raise _not_allowed()
-    if sub == "status" and resource in STATUS_SUBRESOURCE:
+    if sub == "status" and kind.status_subresource:
         if method == "GET":
             return json_response(ctx.registry.get(resource, ns, name))
         if method == "PUT":
@@ -358,29 +327,14 @@ async def _resource_request(request: web.Request, ctx: ApiContext, group: str, v
         if method == "PATCH":
             return await _patch(request, ctx, resource, ns, name, "status")
         raise _not_allowed()
-    if sub == "scale" and resource is REPLICATION_CONTROLLERS:
-        return await _scale(request, ctx, ns, name)
-    if resource is PODS:
-        if sub == "log":
-            if method != "GET":
-                raise _not_allowed()
-            return await serve_logs(request, ctx, ns, name)
-        if sub == "exec":
-            if method not in ("GET", "POST"):
-                raise _not_allowed()
-            return await serve_exec(request, ctx, ns, name)
-        if sub == "portforward":
-            if method not in ("GET", "POST"):
-                raise _not_allowed()
-            return await serve_portforward(request, ctx, ns, name)
-        if sub == "binding":
-            if method != "POST":
-                raise _not_allowed()
-            return await _bind(request, ctx, ns, name)
-        if sub == "eviction":
-            if method != "POST":
-                raise _not_allowed()
-            return await _evict(request, ctx, ns, name)
+    if sub == "scale" and kind.scale is not None:
+        return await _scale(request, ctx, resource, ns, name)
+    connect = {c.name for c in kind.connect}
+    if sub in connect and resource == PODS:
+        handler, methods = _POD_CONNECT[sub]
+        if method not in methods:
+            raise _not_allowed()
+        return await handler(request, ctx, ns, name)
     raise _not_found()
 
 
@@ -399,32 +353,27 @@ def _api_versions(request: web.Request) -> Obj:
         {"clientCIDR": "0.0.0.0/0", "serverAddress": request.host}]}
 
 
-def _api_groups() -> list[Obj]:
-    groups: dict[str, list[str]] = {}
-    for r in RESOURCES:
-        if r.group and r.version not in groups.setdefault(r.group, []):
-            groups[r.group].append(r.version)
+def _api_groups(ctx: ApiContext) -> list[Obj]:
     out = []
-    for name, versions in groups.items():
+    for name, versions in ctx.registry.kinds.group_versions().items():
         listed = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
         out.append({"name": name, "versions": listed, "preferredVersion": listed[0]})
     return out
 
 
-def _subresource(name: str, kind: str, verbs: list[str], *, group: str = "",
+def _subresource(kind: Kind, name: str, sub_kind: str, verbs: list[str], *, group: str = "",
                  version: str = "") -> Obj:
-    entry: Obj = {"name": name, "singularName": "", "namespaced": True, "kind": kind,
-                  "verbs": verbs}
+    entry: Obj = {"name": f"{kind.resource.plural}/{name}", "singularName": "",
+                  "namespaced": kind.resource.namespaced, "kind": sub_kind, "verbs": verbs}
     if group:
         entry["group"], entry["version"] = group, version
     return entry
 
 
-def _resource_list(group: str, version: str) -> Obj:
+def _resource_list(ctx: ApiContext, group: str, version: str) -> Obj:
     resources: list[Obj] = []
-    for r in RESOURCES:
-        if r.group != group or r.version != version:
-            continue
+    for kind in ctx.registry.kinds.served(group, version).values():
+        r = kind.resource
         entry: Obj = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
                       "kind": r.kind, "verbs": list(r.verbs)}
         if r.short_names:
@@ -433,22 +382,15 @@ def _resource_list(group: str, version: str) -> Obj:
             entry["categories"] = list(r.categories)
         resources.append(entry)
         status_verbs = ["get", "patch", "update"]
-        if r in STATUS_SUBRESOURCE:
-            sub = _subresource(f"{r.plural}/status", r.kind, status_verbs)
-            sub["namespaced"] = r.namespaced
-            resources.append(sub)
-        if r is PODS:
-            resources += [
-                _subresource("pods/binding", "Binding", ["create"]),
-                _subresource("pods/eviction", "Eviction", ["create"], group="policy",
-                             version="v1"),
-                _subresource("pods/exec", "PodExecOptions", ["create", "get"]),
-                _subresource("pods/log", "Pod", ["get"]),
-                _subresource("pods/portforward", "PodPortForwardOptions", ["create", "get"]),
-            ]
-        if r is REPLICATION_CONTROLLERS:
-            resources.append(_subresource("replicationcontrollers/scale", "Scale", status_verbs,
-                                          group="autoscaling", version="v1"))
+        if kind.status_subresource:
+            resources.append(_subresource(kind, "status", r.kind, status_verbs))
+        # Discovery lists subresources in name order, as kube-apiserver does.
+        subs = [_subresource(kind, c.name, c.kind, list(c.verbs), group=c.group,
+                             version=c.version) for c in kind.connect]
+        if kind.scale is not None:
+            subs.append(_subresource(kind, "scale", "Scale", status_verbs, group="autoscaling",
+                                     version="v1"))
+        resources.extend(sorted(subs, key=lambda e: str(e["name"])))
     group_version = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
             "resources": resources}
@@ -456,7 +398,7 @@ def _resource_list(group: str, version: str) -> Obj:
 
 def _openapi(ctx: ApiContext, rest: list[str]) -> web.Response:
     if rest == ["v3"]:
-        return json_response(ctx.plugins.openapi_root())
+        return json_response(openapi_v3_root(ctx.registry.kinds))
     if len(rest) >= 3 and rest[0] == "v3":
         path = rest[1:]
         if path[0] == "api" and len(path) == 2:
@@ -466,7 +408,7 @@ def _openapi(ctx: ApiContext, rest: list[str]) -> web.Response:
         else:
             raise _not_found()
         try:
-            return json_response(ctx.plugins.openapi_document(group_version))
+            return json_response(openapi_v3_document(ctx.registry.kinds, group_version))
         except LookupError:
             raise _not_found() from None
     # /openapi/v2 included: kubectl falls back to it and tolerates the 404.
@@ -492,7 +434,7 @@ def _field_warnings(request: web.Request, ctx: ApiContext, resource: Resource,
                          '"Ignore", "Strict", "Warn"')
     if mode == "Ignore":
         return []
-    unknown = ctx.plugins.unknown_fields(resource, obj)
+    unknown = ctx.registry.kinds.of(resource).find_unknown_fields(obj)
     if not unknown:
         return []
     messages = [f'unknown field "{field}"' for field in unknown]
@@ -515,9 +457,9 @@ def _respond(obj: Obj, *, status: int = 200, warnings: list[str] | None = None) 
 def _render(request: web.Request, ctx: ApiContext, resource: Resource, obj: Obj) -> Obj:
     form = negotiate(request.headers.get("Accept", "")).form
     if form == "table":
-        return ctx.plugins.to_table(
-            resource, [obj], resource_version=str(obj["metadata"].get("resourceVersion", "")),
-            now=ctx.clock.now(), include_object=include_object(request))
+        return to_table(ctx.registry.kinds.of(resource), [obj],
+                        resource_version=str(obj["metadata"].get("resourceVersion", "")),
+                        now=ctx.clock.now(), include_object=include_object(request))
     if form == "partial":
         return partial_metadata(obj)
     return obj
@@ -548,8 +490,9 @@ async def _list(request: web.Request, ctx: ApiContext, resource: Resource,
     items, rv = ctx.registry.list(resource, namespace, label_selector=labels,
                                   field_selector=fields)
     if form == "table":
-        return json_response(ctx.plugins.to_table(resource, items, resource_version=str(rv),
-                                                  now=ctx.clock.now(), include_object=include))
+        return json_response(to_table(ctx.registry.kinds.of(resource), items,
+                                      resource_version=str(rv), now=ctx.clock.now(),
+                                      include_object=include))
     if form == "partial":
         return json_response({"kind": "PartialObjectMetadataList",
                               "apiVersion": "meta.k8s.io/v1",
@@ -595,7 +538,7 @@ async def _update(request: web.Request, ctx: ApiContext, resource: Resource, nam
         updated = ctx.registry.update(resource, obj, namespace=namespace or None,
                                       subresource=subresource, dry_run=dry_run)
     except NotFound:
-        if resource not in CREATE_ON_UPDATE or subresource:
+        if not ctx.registry.kinds.of(resource).create_on_update or subresource:
             raise
         obj["metadata"].pop("resourceVersion", None)
         created = ctx.registry.create(resource, obj, namespace=namespace or None,
@@ -618,7 +561,8 @@ async def _patch(request: web.Request, ctx: ApiContext, resource: Resource, name
     content_type = _patch_type(request)
     body = await read_body(request, ctx.settings.max_request_bytes)
     current = ctx.registry.get(resource, namespace, name)
-    patched = ctx.plugins.apply_patch(current, body, content_type, resource)
+    patched = apply_patch(current, body, content_type,
+                          ctx.registry.kinds.of(resource).root_definition)
     if not isinstance(patched.get("metadata"), dict):
         raise BadRequest("metadata must be an object")
     if patched["metadata"].get("name", name) != name:
@@ -671,7 +615,7 @@ async def _delete(request: web.Request, ctx: ApiContext, resource: Resource, nam
                   name: str) -> web.Response:
     options = await _delete_options(request, ctx)
     deleted = _delete_one(ctx, resource, namespace, name, options)
-    if resource in RETURNS_DELETED_OBJECT:
+    if ctx.registry.kinds.of(resource).returns_deleted:
         return json_response(deleted)
     details: Obj = {"name": name, "kind": resource.plural,
                     "uid": deleted.get("metadata", {}).get("uid", "")}
@@ -702,47 +646,23 @@ async def _delete_collection(request: web.Request, ctx: ApiContext, resource: Re
 
 # ---- subresources -----------------------------------------------------------------------
 
-def _scale_of(rc: Obj) -> Obj:
-    meta = rc["metadata"]
-    selector = rc.get("spec", {}).get("selector") or {}
-    return {
-        "kind": "Scale", "apiVersion": "autoscaling/v1",
-        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                          "creationTimestamp") if k in meta},
-        "spec": {"replicas": int(rc.get("spec", {}).get("replicas", 1))},
-        "status": {"replicas": int(rc.get("status", {}).get("replicas") or 0),
-                   "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))},
-    }
-
-
-async def _scale(request: web.Request, ctx: ApiContext, namespace: str,
+async def _scale(request: web.Request, ctx: ApiContext, resource: Resource, namespace: str,
                  name: str) -> web.Response:
     registry = ctx.registry
-    rc = registry.get(REPLICATION_CONTROLLERS, namespace, name)
     if request.method == "GET":
-        return json_response(_scale_of(rc))
+        return json_response(registry.get_scale(resource, namespace, name))
     if request.method == "PUT":
         scale = await _read_object(request, ctx)
         _check_name(scale, name)
     elif request.method == "PATCH":
         content_type = _patch_type(request)
         body = await read_body(request, ctx.settings.max_request_bytes)
-        scale = ctx.plugins.apply_patch(_scale_of(rc), body, content_type,
-                                        REPLICATION_CONTROLLERS)
+        scale = apply_patch(registry.get_scale(resource, namespace, name), body, content_type,
+                            SCALE_DEFINITION)
     else:
         raise _not_allowed()
-    replicas = scale.get("spec", {}).get("replicas")
-    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-        raise Invalid.of("Scale", name, [Cause(
-            "spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")],
-            group="autoscaling")
-    sent_rv = (scale.get("metadata") or {}).get("resourceVersion")
-    if sent_rv and str(sent_rv) != rc["metadata"].get("resourceVersion"):
-        raise Conflict.stale("replicationcontrollers", name)
-    rc.setdefault("spec", {})["replicas"] = replicas
-    updated = registry.update(REPLICATION_CONTROLLERS, rc, namespace=namespace,
-                              dry_run=_dry_run(request))
-    return json_response(_scale_of(updated))
+    return json_response(registry.update_scale(resource, namespace, name, scale,
+                                               dry_run=_dry_run(request)))
 
 
 async def _bind(request: web.Request, ctx: ApiContext, namespace: str,
@@ -750,37 +670,8 @@ async def _bind(request: web.Request, ctx: ApiContext, namespace: str,
     binding = await _read_object(request, ctx)
     target = binding.get("target") or {}
     node = target.get("name") if isinstance(target, dict) else None
-    if not node:
-        raise Invalid.of("Binding", name, [Cause("target.name", "Required value")])
-    pod = ctx.registry.get(PODS, namespace, name)
-    bound = pod.get("spec", {}).get("nodeName")
-    if bound:
-        raise Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is '
-                       f'already assigned to node "{bound}"', kind="pods/binding", name=name)
-    if pod["metadata"].get("deletionTimestamp"):
-        raise Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is '
-                       "being deleted, cannot be assigned to a host", kind="pods/binding",
-                       name=name)
     sent_uid = (binding.get("metadata") or {}).get("uid")
-    if sent_uid and sent_uid != pod["metadata"].get("uid"):
-        raise Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": the UID in the '
-                       "binding does not match the pod", kind="pods/binding", name=name)
-    if _dry_run(request):
-        return json_response(success_status(code=201), status=201)
-
-    def assign(obj: Obj) -> None:
-        obj.setdefault("spec", {})["nodeName"] = node
-    ctx.registry.mutate(PODS, namespace, name, assign)
-
-    now = rfc3339(ctx.clock.now())
-
-    def scheduled(obj: Obj) -> None:
-        status = obj.setdefault("status", {})
-        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
-        conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                           "lastTransitionTime": now})
-        status["conditions"] = conditions
-    ctx.registry.mutate(PODS, namespace, name, scheduled, subresource="status")
+    ctx.registry.bind(namespace, name, str(node or ""), uid=sent_uid, dry_run=_dry_run(request))
     return json_response(success_status(code=201), status=201)
 
 
@@ -797,4 +688,14 @@ async def _evict(request: web.Request, ctx: ApiContext, namespace: str,
     return json_response(success_status(code=201), status=201)
 
 
-__all__ = ["ApiServer", "build_app", "default_plugins"]
+ConnectHandler = Callable[[web.Request, ApiContext, str, str], Awaitable[web.StreamResponse]]
+_POD_CONNECT: dict[str, tuple[ConnectHandler, tuple[str, ...]]] = {
+    "log": (serve_logs, ("GET",)),
+    "exec": (serve_exec, ("GET", "POST")),
+    "portforward": (serve_portforward, ("GET", "POST")),
+    "binding": (_bind, ("POST",)),
+    "eviction": (_evict, ("POST",)),
+}
+"""The pods' connect subresources (declared in kinds/pod.py) and their handlers."""
+
+__all__ = ["ApiServer", "build_app"]

@@ -2,10 +2,9 @@
 
     server.py ──builds──► ApiContext (app[CONTEXT]) ◄──reads── server_watch / _logs / _exec
 
-`ApiContext` carries the injected collaborators (settings, registry, clock, token) and
-the `Plugins` the server calls into (tables, patch, OpenAPI, strict field validation,
-exec process spawning), so tests can swap any of them for a stand-in without touching
-the modules that provide the real ones. It also tracks the cancel scopes of
+`ApiContext` carries the injected collaborators (settings, registry, clock, token, and
+the exec spawner: the one true boundary, a sandbox in production and a local process
+in the server tests). It also tracks the cancel scopes of
 long-lived streams (watches, followed logs, exec sessions): on shutdown the server
 cancels them, so a graceful stop never waits for a client that keeps a watch open.
 """
@@ -13,11 +12,10 @@ cancels them, so a graceful stop never waits for a client that keeps a watch ope
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import yaml
@@ -29,7 +27,6 @@ from miniorch.api.errors import (
     RequestEntityTooLarge,
     UnsupportedMediaType,
 )
-from miniorch.api.kinds import Resource
 from miniorch.api.registry import Registry
 from miniorch.core.clock import Clock
 from miniorch.core.objects import Obj
@@ -39,36 +36,14 @@ if TYPE_CHECKING:
     from miniorch.api.server_exec import ExecSpawner
 
 
-class TableRenderer(Protocol):
-    def __call__(self, resource: Resource, objects: list[Obj], *, resource_version: str,
-                 now: datetime, include_object: str = "Metadata") -> Obj: ...
-
-
-class Patcher(Protocol):
-    def __call__(self, original: Obj, patch: bytes, content_type: str,
-                 resource: Resource) -> Obj: ...
-
-
-@dataclass(frozen=True, kw_only=True)
-class Plugins:
-    """The server's collaborators from sibling modules (see `default_plugins`)."""
-
-    to_table: TableRenderer
-    apply_patch: Patcher
-    openapi_root: Callable[[], Obj]
-    openapi_document: Callable[[str], Obj]
-    """Takes the group-version: `v1`, `coordination.k8s.io/v1`."""
-    unknown_fields: Callable[[Resource, Obj], list[str]]
-    spawn_exec: ExecSpawner
-
-
 @dataclass(kw_only=True)
 class ApiContext:
     settings: Settings
     registry: Registry
     clock: Clock
     token: str
-    plugins: Plugins
+    spawn_exec: ExecSpawner
+    """Starts `pods/exec` processes (inside the pod's sandbox, or locally in tests)."""
     streams: set[anyio.CancelScope] = field(default_factory=set)
 
     @contextmanager

@@ -14,7 +14,7 @@ plain-text errors) and `base64.channel.k8s.io` (text frames: an ASCII channel di
 base64 data). Everything that can fail (pod, container, command, spawning) fails
 before the upgrade, as a plain HTTP Status, which kubectl prints.
 
-The spawning function is injected (`Plugins.spawn_exec`): the default enters the
+The spawning function is injected (`ApiContext.spawn_exec`): the default enters the
 sandbox recorded in the pod's `sandbox.json`; tests pass one that runs a local
 process, so the framing is tested without namespaces. A process is never left behind:
 if the client goes away first, the process is killed.
@@ -154,7 +154,7 @@ async def serve_exec(request: web.Request, ctx: ApiContext, namespace: str,
     meta = pod["metadata"]
     pod_dir = podfiles.pod_dir(ctx.settings.pods_dir, meta.get("namespace", namespace), name,
                                meta.get("uid", ""))
-    proc = await ctx.plugins.spawn_exec(ExecRequest(pod=pod, container=container, argv=argv,
+    proc = await ctx.spawn_exec(ExecRequest(pod=pod, container=container, argv=argv,
                                                     tty=tty, pod_dir=pod_dir))
     try:
         ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True, max_msg_size=1 << 20)

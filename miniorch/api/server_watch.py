@@ -23,10 +23,11 @@ import structlog
 from aiohttp import web
 
 from miniorch.api.errors import BadRequest, Gone
-from miniorch.api.kinds import Resource
+from miniorch.api.resource import Resource
 from miniorch.api.selectors import FieldSelector, LabelSelector
 from miniorch.api.server_common import ApiContext, dumps, partial_metadata
 from miniorch.api.store import WatchEvent
+from miniorch.api.tables import to_table
 
 log = structlog.get_logger(__name__)
 
@@ -46,8 +47,9 @@ def _since(raw: str | None) -> int | None:
 def _encode(ctx: ApiContext, resource: Resource, event: WatchEvent, form: str,
             include: str) -> bytes:
     if form == "table":
-        table = ctx.plugins.to_table(resource, [event.object], resource_version=str(event.rv),
-                                     now=ctx.clock.now(), include_object=include)
+        table = to_table(ctx.registry.kinds.of(resource), [event.object],
+                         resource_version=str(event.rv), now=ctx.clock.now(),
+                         include_object=include)
         return dumps({"type": event.type, "object": table}) + b"\n"
     if form == "partial":
         return dumps({"type": event.type, "object": partial_metadata(event.object)}) + b"\n"

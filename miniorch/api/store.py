@@ -36,7 +36,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from miniorch.api.errors import AlreadyExists, Conflict, Gone, NotFound
-from miniorch.api.kinds import Resource
+from miniorch.api.resource import Resource
 from miniorch.api.selectors import FieldSelector, LabelSelector
 from miniorch.core.clock import Clock, SystemClock, rfc3339
 from miniorch.core.objects import Obj

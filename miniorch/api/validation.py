@@ -1,10 +1,13 @@
-"""Validation: refuse what Kubernetes refuses, naming the field as Kubernetes does.
+"""Validation helpers: refuse what Kubernetes refuses, naming fields as Kubernetes does.
 
-    Registry.create/update ─► defaults.apply ─► validate(resource, obj, old)
-    server (?fieldValidation=Strict) ─► check_unknown_fields / unknown_fields
-    server (?fieldValidation=Ignore|Warn) ─► prune_unknown_fields
+    Kind.check (kinds/base.py) ─► type_error(definition, obj)        400 BadRequest
+                               ─► validate_object_meta[_update]       ┐
+                               ─► kinds/<kind>.py `_validate`         ├─► one 422 Invalid
+                                    └─► validate_pod_spec, names, …   ┘   (raise_invalid)
+    server (?fieldValidation=Strict|Warn|Ignore) ─► Kind.find_unknown_fields
+                                                     └─► unknown_fields_of(definition, …)
 
-`validate` runs in two passes, like kube-apiserver:
+Two passes, like kube-apiserver:
 1. decoding: every value must have its schema type (`schema.py`); a mismatch is a
    400 BadRequest worded like Go's JSON decoder
    (`Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal ...`);
@@ -13,29 +16,24 @@
    whose causes carry Kubernetes' field paths, reasons and wording
    (`metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain ...`).
 
-Updates additionally check immutability as Kubernetes does: `metadata.name`,
-`namespace`, `uid` and `creationTimestamp` ("field is immutable"), a pod's spec
-except images, `activeDeadlineSeconds` and added tolerations (Forbidden), a Service's
-primary ClusterIP ("may not change once set"). One deliberate extension: a pod's
-`spec.nodeName` may go from empty to a node, since miniorch binds pods with an update
-rather than with a `binding` subresource.
+What is shared lives here (name rules, object metadata, the pod spec, ports, probes);
+each kind's own rules live in its module under `api/kinds/`. Updates check metadata
+immutability (`name`, `namespace`, `uid`, `creationTimestamp`: "field is immutable").
 
 Everything here is pure: no I/O, no state; the caller decides what to do with errors.
 """
 
 from __future__ import annotations
 
-import copy
-import ipaddress
 import json
 import re
 from collections.abc import Iterable
 from typing import Any
 
 from miniorch.api import schema
-from miniorch.api.errors import BadRequest, Cause, Invalid
-from miniorch.api.kinds import Resource
-from miniorch.core.objects import Obj
+from miniorch.api.errors import Cause, Invalid
+from miniorch.api.resource import Resource
+from miniorch.core.objects import Obj, as_dict, as_list
 from miniorch.core.quantity import QuantityError, parse_quantity
 
 # ---- field errors (apimachinery's field.Error, rendered by ErrorBody) -------------------
@@ -237,14 +235,6 @@ def _mask_trailing_dash(name: str) -> str:
     return name[:-1] + "a" if len(name) > 1 and name.endswith("-") else name
 
 
-def _name_rule(resource: Resource) -> Any:
-    if resource.kind == "Service":
-        return is_dns1035_label
-    if resource.kind == "Namespace":
-        return is_dns1123_label
-    return is_dns1123_subdomain
-
-
 def validate_labels(labels: Any, path: str) -> list[Cause]:
     causes: list[Cause] = []
     if not isinstance(labels, dict):
@@ -373,10 +363,11 @@ def _scalar_ok(scalar: str, value: Any) -> bool:
     return True
 
 
-def type_error(resource: Resource, obj: Obj) -> str | None:
-    """The first value whose JSON type is not its schema type, worded as Go's decoder
-    words it; None when every value decodes."""
-    return _type_walk(obj, schema.root_definition(resource), "", "")
+def type_error(definition: str, obj: Obj) -> str | None:
+    """The first value whose JSON type is not its schema type (`definition` is the
+    kind's full OpenAPI name), worded as Go's decoder words it; None when every value
+    decodes."""
+    return _type_walk(obj, definition, "", "")
 
 
 def _type_walk(value: Any, definition: str, path: str, struct: str) -> str | None:
@@ -435,31 +426,14 @@ def _type_check(value: Any, ftype: schema.FieldType, path: str, struct: str) -> 
     return None
 
 
-def unknown_fields(resource: Resource, obj: Obj) -> list[str]:
-    """Paths of fields the schema does not know: `spec.containers[0].imagee`.
-
-    What `?fieldValidation=Strict` refuses; free-form (`any`) values are not descended.
-    """
+def unknown_fields_of(definition: str, obj: Obj, *, prune: bool = False) -> list[str]:
+    """Paths of fields the schema does not know: `spec.containers[0].imagee` — what
+    `?fieldValidation=Strict` refuses. With `prune`, they are also dropped in place
+    (kube-apiserver's default decoding, for `fieldValidation=Ignore|Warn`). Free-form
+    (`any`) values are not descended."""
     found: list[str] = []
-    _unknown_walk(obj, schema.root_definition(resource), "", found, prune=False)
+    _unknown_walk(obj, definition, "", found, prune=prune)
     return found
-
-
-def prune_unknown_fields(resource: Resource, obj: Obj) -> list[str]:
-    """Drop unknown fields in place (what kube-apiserver's decoder does by default) and
-    return their paths, for `fieldValidation=Ignore|Warn`."""
-    found: list[str] = []
-    _unknown_walk(obj, schema.root_definition(resource), "", found, prune=True)
-    return found
-
-
-def check_unknown_fields(resource: Resource, obj: Obj) -> None:
-    """Raise kube-apiserver's strict-decoding BadRequest if any field is unknown."""
-    found = unknown_fields(resource, obj)
-    if found:
-        detail = ", ".join(f'unknown field "{p}"' for p in found)
-        raise BadRequest(f'{resource.kind} in version "{resource.version}" cannot be handled '
-                         f"as a {resource.kind}: strict decoding error: {detail}")
 
 
 def _unknown_walk(value: Any, definition: str, path: str, found: list[str], *,
@@ -491,40 +465,9 @@ def _unknown_in(value: Any, ftype: schema.FieldType, path: str, found: list[str]
             _unknown_in(element, ftype.item, f"{path}[{key}]", found, prune=prune)
 
 
-# ---- entry point ------------------------------------------------------------------------------
-
-
-def validate(resource: Resource, obj: Obj, old: Obj | None) -> None:
-    """Raise `BadRequest` (undecodable) or `Invalid` (with causes) if `obj` — an update
-    of `old`, if given — is not a valid object of `resource`."""
-    problem = type_error(resource, obj)
-    if problem:
-        raise BadRequest(f'{resource.kind} in version "{resource.version}" cannot be handled '
-                         f"as a {resource.kind}: {problem}")
-    meta = obj.get("metadata")
-    if not isinstance(meta, dict):
-        meta = {}
-    causes = validate_object_meta(meta, namespaced=resource.namespaced,
-                                  name_rule=_name_rule(resource))
-    if old is not None:
-        causes = validate_object_meta_update(meta, old.get("metadata") or {}) + causes
-    check = _CHECKS.get(resource.kind)
-    if check is not None:
-        causes.extend(check(obj, old))
-    raise_invalid(resource, str(meta.get("name") or ""), causes)
-
-
-def _d(value: Any) -> Obj:
-    return value if isinstance(value, dict) else {}
-
-
-def _l(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 # ---- Pod ------------------------------------------------------------------------------------
 
-_PROTOCOLS = ("SCTP", "TCP", "UDP")
+PROTOCOLS = ("SCTP", "TCP", "UDP")
 _RESTART_POLICIES = ("Always", "OnFailure", "Never")
 _DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
 _PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -535,8 +478,8 @@ _INT32_MAX = 2**31 - 1
 def validate_pod_spec(spec: Obj, path: str) -> list[Cause]:
     causes: list[Cause] = []
     volumes: set[str] = set()
-    for i, volume in enumerate(_l(spec.get("volumes"))):
-        volume = _d(volume)
+    for i, volume in enumerate(as_list(spec.get("volumes"))):
+        volume = as_dict(volume)
         vpath = f"{path}.volumes[{i}]"
         name = volume.get("name") or ""
         if not name:
@@ -546,13 +489,13 @@ def validate_pod_spec(spec: Obj, path: str) -> list[Cause]:
             if name in volumes:
                 causes.append(duplicate(f"{vpath}.name", name))
             volumes.add(name)
-    containers = _l(spec.get("containers"))
+    containers = as_list(spec.get("containers"))
     if not containers:
         causes.append(required(f"{path}.containers"))
     names: set[str] = set()
     for key in ("containers", "initContainers"):
-        for i, container in enumerate(_l(spec.get(key))):
-            container = _d(container)
+        for i, container in enumerate(as_list(spec.get(key))):
+            container = as_dict(container)
             cpath = f"{path}.{key}[{i}]"
             causes.extend(_validate_container(container, cpath, volumes))
             name = container.get("name") or ""
@@ -573,8 +516,8 @@ def validate_pod_spec(spec: Obj, path: str) -> list[Cause]:
     elif dns not in _DNS_POLICIES:
         causes.append(not_supported(f"{path}.dnsPolicy", dns, _DNS_POLICIES))
     causes.extend(validate_labels(spec.get("nodeSelector"), f"{path}.nodeSelector"))
-    for i, secret in enumerate(_l(spec.get("imagePullSecrets"))):
-        if not _d(secret).get("name"):
+    for i, secret in enumerate(as_list(spec.get("imagePullSecrets"))):
+        if not as_dict(secret).get("name"):
             causes.append(required(f"{path}.imagePullSecrets[{i}].name"))
     node_name = spec.get("nodeName") or ""
     if node_name:
@@ -588,8 +531,8 @@ def validate_pod_spec(spec: Obj, path: str) -> list[Cause]:
     if hostname:
         causes.extend(invalid(f"{path}.hostname", hostname, m)
                       for m in is_dns1123_label(hostname))
-    for i, toleration in enumerate(_l(spec.get("tolerations"))):
-        causes.extend(_validate_toleration(_d(toleration), f"{path}.tolerations[{i}]"))
+    for i, toleration in enumerate(as_list(spec.get("tolerations"))):
+        causes.extend(_validate_toleration(as_dict(toleration), f"{path}.tolerations[{i}]"))
     return causes
 
 
@@ -609,8 +552,8 @@ def _validate_container(container: Obj, path: str, volumes: set[str]) -> list[Ca
         causes.append(not_supported(f"{path}.terminationMessagePolicy", policy,
                                     ("File", "FallbackToLogsOnError")))
     port_names: set[str] = set()
-    for i, port in enumerate(_l(container.get("ports"))):
-        port = _d(port)
+    for i, port in enumerate(as_list(container.get("ports"))):
+        port = as_dict(port)
         ppath = f"{path}.ports[{i}]"
         pname = port.get("name") or ""
         if pname:
@@ -632,10 +575,10 @@ def _validate_container(container: Obj, path: str, volumes: set[str]) -> list[Ca
         protocol = port.get("protocol") or ""
         if not protocol:
             causes.append(required(f"{ppath}.protocol"))
-        elif protocol not in _PROTOCOLS:
-            causes.append(not_supported(f"{ppath}.protocol", protocol, _PROTOCOLS))
-    for i, env in enumerate(_l(container.get("env"))):
-        env = _d(env)
+        elif protocol not in PROTOCOLS:
+            causes.append(not_supported(f"{ppath}.protocol", protocol, PROTOCOLS))
+    for i, env in enumerate(as_list(container.get("env"))):
+        env = as_dict(env)
         ename = env.get("name") or ""
         if not ename:
             causes.append(required(f"{path}.env[{i}].name"))
@@ -644,8 +587,8 @@ def _validate_container(container: Obj, path: str, volumes: set[str]) -> list[Ca
                                   "a valid environment variable name must consist only of "
                                   "printable ASCII characters other than '='"))
     mount_paths: set[str] = set()
-    for i, mount in enumerate(_l(container.get("volumeMounts"))):
-        mount = _d(mount)
+    for i, mount in enumerate(as_list(container.get("volumeMounts"))):
+        mount = as_dict(mount)
         mpath = f"{path}.volumeMounts[{i}]"
         mname = mount.get("name") or ""
         if not mname:
@@ -663,7 +606,7 @@ def _validate_container(container: Obj, path: str, volumes: set[str]) -> list[Ca
         causes.append(required(f"{path}.imagePullPolicy"))
     elif pull not in _PULL_POLICIES:
         causes.append(not_supported(f"{path}.imagePullPolicy", pull, _PULL_POLICIES))
-    causes.extend(_validate_resources(_d(container.get("resources")), f"{path}.resources"))
+    causes.extend(_validate_resources(as_dict(container.get("resources")), f"{path}.resources"))
     for probe_key in ("livenessProbe", "readinessProbe", "startupProbe"):
         probe = container.get(probe_key)
         if isinstance(probe, dict):
@@ -679,8 +622,8 @@ def _resource_name_ok(name: str) -> bool:
 
 def _validate_resources(resources: Obj, path: str) -> list[Cause]:
     causes: list[Cause] = []
-    limits = _d(resources.get("limits"))
-    requests = _d(resources.get("requests"))
+    limits = as_dict(resources.get("limits"))
+    requests = as_dict(resources.get("requests"))
     for section, values in (("limits", limits), ("requests", requests)):
         for name, value in values.items():
             fpath = f"{path}.{section}[{name}]"
@@ -728,11 +671,11 @@ def _validate_probe(probe: Obj, path: str, kind: str) -> list[Cause]:
     for handler in ("httpGet", "tcpSocket"):
         action = probe.get(handler)
         if isinstance(action, dict):
-            causes.extend(_validate_port_num_or_name(action.get("port"), f"{path}.{handler}.port"))
+            causes.extend(validate_port_num_or_name(action.get("port"), f"{path}.{handler}.port"))
     return causes
 
 
-def _validate_port_num_or_name(port: Any, path: str) -> list[Cause]:
+def validate_port_num_or_name(port: Any, path: str) -> list[Cause]:
     if isinstance(port, str):
         return [invalid(path, port, m) for m in is_valid_port_name(port)]
     if isinstance(port, int):
@@ -758,309 +701,4 @@ def _validate_toleration(toleration: Obj, path: str) -> list[Cause]:
     return causes
 
 
-_POD_UPDATABLE = ("`spec.containers[*].image`,`spec.initContainers[*].image`,"
-                  "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing "
-                  "tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 "
-                  "if it was previously negative)")
-
-
-def _pod(obj: Obj, old: Obj | None) -> list[Cause]:
-    spec = _d(obj.get("spec"))
-    causes = validate_pod_spec(spec, "spec")
-    if old is None:
-        return causes
-    old_spec = _d(old.get("spec"))
-    new_containers = _l(spec.get("containers"))
-    if len(new_containers) != len(_l(old_spec.get("containers"))):
-        return [*causes, forbidden("spec.containers",
-                                   "pod updates may not add or remove containers")]
-    deadline = spec.get("activeDeadlineSeconds")
-    old_deadline = old_spec.get("activeDeadlineSeconds")
-    if isinstance(deadline, int) and isinstance(old_deadline, int) and old_deadline < deadline:
-        return [*causes, invalid("spec.activeDeadlineSeconds", deadline,
-                                 "must be less than or equal to previous value")]
-    if deadline is None and old_deadline is not None:
-        return [*causes, invalid("spec.activeDeadlineSeconds", None,
-                                 "must not update from a positive integer to nil value")]
-    # Copy the updatable fields from the new spec into the old one; any other
-    # difference is forbidden (Kubernetes' "munged" pod spec comparison).
-    munged = copy.deepcopy(old_spec)
-    for key in ("containers", "initContainers"):
-        for new_c, old_c in zip(_l(spec.get(key)), _l(munged.get(key)), strict=False):
-            if isinstance(new_c, dict) and isinstance(old_c, dict) and "image" in new_c:
-                old_c["image"] = new_c["image"]
-    for key in ("activeDeadlineSeconds",):
-        if key in spec:
-            munged[key] = spec[key]
-        else:
-            munged.pop(key, None)
-    old_tolerations = _l(old_spec.get("tolerations"))
-    new_tolerations = _l(spec.get("tolerations"))
-    if all(t in new_tolerations for t in old_tolerations) and "tolerations" in spec:
-        munged["tolerations"] = spec["tolerations"]
-    old_grace = old_spec.get("terminationGracePeriodSeconds")
-    if isinstance(old_grace, int) and old_grace < 0 and \
-            spec.get("terminationGracePeriodSeconds") == 1:
-        munged["terminationGracePeriodSeconds"] = 1
-    if not old_spec.get("nodeName") and spec.get("nodeName"):
-        munged["nodeName"] = spec["nodeName"]  # binding: see the module docstring
-    if munged != spec:
-        changed = _changed_paths(munged, spec, "spec")
-        causes.append(forbidden("spec", f"pod updates may not change fields other than "
-                                        f"{_POD_UPDATABLE}\n" + "\n".join(
-                                            f"  {p}: changed" for p in changed)))
-    return causes
-
-
-def _changed_paths(old: Any, new: Any, path: str) -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
-        for key in sorted(set(old) | set(new)):
-            if old.get(key) != new.get(key):
-                out.extend(_changed_paths(old.get(key), new.get(key), f"{path}.{key}"))
-        return out
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        out = []
-        for i, (a, b) in enumerate(zip(old, new, strict=True)):
-            if a != b:
-                out.extend(_changed_paths(a, b, f"{path}[{i}]"))
-        return out
-    return [path]
-
-
-# ---- ReplicationController --------------------------------------------------------------------
-
-
-def _replication_controller(obj: Obj, old: Obj | None) -> list[Cause]:
-    causes: list[Cause] = []
-    spec = _d(obj.get("spec"))
-    min_ready = spec.get("minReadySeconds")
-    if isinstance(min_ready, int) and min_ready < 0:
-        causes.append(invalid("spec.minReadySeconds", min_ready,
-                              "must be greater than or equal to 0"))
-    selector = _d(spec.get("selector"))
-    if not selector:
-        causes.append(required("spec.selector"))
-    replicas = spec.get("replicas")
-    if isinstance(replicas, int) and replicas < 0:
-        causes.append(invalid("spec.replicas", replicas, "must be greater than or equal to 0"))
-    template = spec.get("template")
-    if not isinstance(template, dict):
-        causes.append(required("spec.template"))
-        return causes
-    t_meta = _d(template.get("metadata"))
-    t_labels = _d(t_meta.get("labels"))
-    if selector and not all(t_labels.get(k) == v for k, v in selector.items()):
-        causes.append(invalid("spec.template.metadata.labels", t_labels,
-                              "`selector` does not match template `labels`"))
-    # ValidatePodTemplateSpec names the template's labels `spec.template.labels`.
-    causes.extend(validate_labels(t_labels, "spec.template.labels"))
-    causes.extend(validate_annotations(t_meta.get("annotations"), "spec.template.annotations"))
-    t_spec = _d(template.get("spec"))
-    causes.extend(validate_pod_spec(t_spec, "spec.template.spec"))
-    restart = t_spec.get("restartPolicy")
-    if restart and restart != "Always":
-        causes.append(not_supported("spec.template.spec.restartPolicy", restart, ("Always",)))
-    if t_spec.get("activeDeadlineSeconds") is not None:
-        causes.append(invalid("spec.template.spec.activeDeadlineSeconds",
-                              t_spec["activeDeadlineSeconds"],
-                              "activeDeadlineSeconds in ReplicationController is not Supported"))
-    return causes
-
-
 # ---- Service -----------------------------------------------------------------------------------
-
-_SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
-
-
-def _go_service_port(port: Obj) -> str:
-    """%#v of the core.ServicePort{Protocol, Port} key in a duplicate-port error."""
-    return (f'core.ServicePort{{Name:"", Protocol:"{port.get("protocol", "")}", '
-            f"AppProtocol:(*string)(nil), Port:{port.get('port', 0)}, "
-            f'TargetPort:intstr.IntOrString{{Type:0, IntVal:0, StrVal:""}}, NodePort:0}}')
-
-
-def _service(obj: Obj, old: Obj | None) -> list[Cause]:
-    causes: list[Cause] = []
-    spec = _d(obj.get("spec"))
-    svc_type = spec.get("type") or ""
-    ports = _l(spec.get("ports"))
-    headless = spec.get("clusterIP") == "None"
-    if not ports and not headless and svc_type != "ExternalName":
-        causes.append(required("spec.ports"))
-    if svc_type == "ExternalName":
-        external = spec.get("externalName") or ""
-        if not external:
-            causes.append(required("spec.externalName"))
-        else:
-            causes.extend(invalid("spec.externalName", external, m)
-                          for m in is_dns1123_subdomain(external.rstrip(".")))
-    names: set[str] = set()
-    for i, port in enumerate(ports):
-        port = _d(port)
-        ppath = f"spec.ports[{i}]"
-        pname = port.get("name") or ""
-        if len(ports) > 1 and not pname:
-            causes.append(required(f"{ppath}.name"))
-        elif pname:
-            causes.extend(invalid(f"{ppath}.name", pname, m) for m in is_dns1123_label(pname))
-            if pname in names:
-                causes.append(duplicate(f"{ppath}.name", pname))
-            names.add(pname)
-        causes.extend(invalid(f"{ppath}.port", port.get("port", 0), m)
-                      for m in is_valid_port_num(port.get("port", 0)))
-        protocol = port.get("protocol") or ""
-        if not protocol:
-            causes.append(required(f"{ppath}.protocol"))
-        elif protocol not in _PROTOCOLS:
-            causes.append(not_supported(f"{ppath}.protocol", protocol, _PROTOCOLS))
-        causes.extend(_validate_port_num_or_name(port.get("targetPort"), f"{ppath}.targetPort"))
-        node_port = port.get("nodePort")
-        if node_port:
-            causes.extend(invalid(f"{ppath}.nodePort", node_port, m)
-                          for m in is_valid_port_num(node_port))
-    if spec.get("selector") is not None:
-        causes.extend(validate_labels(spec.get("selector"), "spec.selector"))
-    affinity = spec.get("sessionAffinity") or ""
-    if not affinity:
-        causes.append(required("spec.sessionAffinity"))
-    elif affinity not in ("ClientIP", "None"):
-        causes.append(not_supported("spec.sessionAffinity", affinity, ("ClientIP", "None")))
-    cluster_ip = spec.get("clusterIP") or ""
-    if cluster_ip and cluster_ip != "None":
-        try:
-            ipaddress.ip_address(cluster_ip)
-        except ValueError:
-            causes.append(invalid("spec.clusterIPs[0]", cluster_ip,
-                                  "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
-    for i, ip in enumerate(_l(spec.get("externalIPs"))):
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            causes.append(invalid(f"spec.externalIPs[{i}]", ip,
-                                  "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
-    if not svc_type:
-        causes.append(required("spec.type"))
-    elif svc_type not in _SERVICE_TYPES:
-        causes.append(not_supported("spec.type", svc_type, _SERVICE_TYPES))
-    if svc_type == "ClusterIP":
-        for i, port in enumerate(ports):
-            if _d(port).get("nodePort"):
-                causes.append(forbidden(f"spec.ports[{i}].nodePort",
-                                        "may not be used when `type` is 'ClusterIP'"))
-    seen_node_ports: set[tuple[Any, Any]] = set()
-    seen_ports: set[tuple[Any, Any]] = set()
-    for i, port in enumerate(ports):
-        port = _d(port)
-        if port.get("nodePort"):
-            key = (port.get("protocol"), port["nodePort"])
-            if key in seen_node_ports:
-                causes.append(duplicate(f"spec.ports[{i}].nodePort", port["nodePort"]))
-            seen_node_ports.add(key)
-        key = (port.get("protocol"), port.get("port"))
-        if key in seen_ports:
-            causes.append(Cause(f"spec.ports[{i}]",
-                                f"Duplicate value: {_go_service_port(port)}", DUPLICATE))
-        seen_ports.add(key)
-    for policy_key in ("externalTrafficPolicy", "internalTrafficPolicy"):
-        policy = spec.get(policy_key)
-        if policy and policy not in ("Cluster", "Local"):
-            causes.append(not_supported(f"spec.{policy_key}", policy, ("Cluster", "Local")))
-    if old is not None:
-        old_ips = _l(_d(old.get("spec")).get("clusterIPs"))
-        new_ips = _l(spec.get("clusterIPs"))
-        if old_ips and new_ips and old_ips[0] != new_ips[0] and svc_type != "ExternalName" \
-                and _d(old.get("spec")).get("type") != "ExternalName":
-            causes.append(invalid("spec.clusterIPs[0]", new_ips, "may not change once set"))
-    return causes
-
-
-# ---- the rest ----------------------------------------------------------------------------------
-
-
-def _namespace(obj: Obj, old: Obj | None) -> list[Cause]:
-    causes: list[Cause] = []
-    for i, finalizer in enumerate(_l(_d(obj.get("spec")).get("finalizers"))):
-        if finalizer != "kubernetes" and isinstance(finalizer, str):
-            causes.extend(invalid(f"spec.finalizers[{i}]", finalizer, m)
-                          for m in is_qualified_name(finalizer))
-    return causes
-
-
-def _node(obj: Obj, old: Obj | None) -> list[Cause]:
-    causes: list[Cause] = []
-    spec = _d(obj.get("spec"))
-    for i, taint in enumerate(_l(spec.get("taints"))):
-        taint = _d(taint)
-        if not taint.get("key"):
-            causes.append(required(f"spec.taints[{i}].key"))
-        effect = taint.get("effect") or ""
-        if effect not in ("NoExecute", "NoSchedule", "PreferNoSchedule"):
-            causes.append(not_supported(f"spec.taints[{i}].effect", effect,
-                                        ("NoExecute", "NoSchedule", "PreferNoSchedule")))
-    for i, cidr in enumerate(_l(spec.get("podCIDRs"))):
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            causes.append(invalid(f"spec.podCIDRs[{i}]", cidr, "must be a valid CIDR value, "
-                                  "(e.g. 10.9.8.0/24 or 2001:db8::/64)"))
-    if old is not None:
-        old_cidrs = _l(_d(old.get("spec")).get("podCIDRs"))
-        if old_cidrs and _l(spec.get("podCIDRs")) != old_cidrs:
-            causes.append(forbidden("spec.podCIDRs", "node updates may not change podCIDR "
-                                    "except from \"\" to valid"))
-    return causes
-
-
-def _event(obj: Obj, old: Obj | None) -> list[Cause]:
-    causes: list[Cause] = []
-    involved = _d(obj.get("involvedObject"))
-    namespace = _d(obj.get("metadata")).get("namespace") or ""
-    inv_ns = involved.get("namespace") or ""
-    if inv_ns and namespace and inv_ns != namespace:
-        causes.append(invalid("involvedObject.namespace", inv_ns,
-                              "does not match event.namespace"))
-    return causes
-
-
-def _endpoints(obj: Obj, old: Obj | None) -> list[Cause]:
-    causes: list[Cause] = []
-    for i, subset in enumerate(_l(obj.get("subsets"))):
-        subset = _d(subset)
-        for key in ("addresses", "notReadyAddresses"):
-            for j, address in enumerate(_l(subset.get(key))):
-                ip = _d(address).get("ip") or ""
-                try:
-                    ipaddress.ip_address(ip)
-                except ValueError:
-                    causes.append(invalid(f"subsets[{i}].{key}[{j}].ip", ip,
-                                          "must be a valid IP address, (e.g. 10.9.8.7 or "
-                                          "2001:db8::ffff)"))
-        for j, port in enumerate(_l(subset.get("ports"))):
-            port = _d(port)
-            causes.extend(invalid(f"subsets[{i}].ports[{j}].port", port.get("port", 0), m)
-                          for m in is_valid_port_num(port.get("port", 0)))
-            protocol = port.get("protocol") or ""
-            if protocol not in _PROTOCOLS:
-                causes.append(not_supported(f"subsets[{i}].ports[{j}].protocol", protocol,
-                                            _PROTOCOLS))
-    return causes
-
-
-def _lease(obj: Obj, old: Obj | None) -> list[Cause]:
-    causes: list[Cause] = []
-    spec = _d(obj.get("spec"))
-    for key in ("leaseDurationSeconds", "leaseTransitions"):
-        value = spec.get(key)
-        if key == "leaseDurationSeconds" and isinstance(value, int) and value <= 0:
-            causes.append(invalid(f"spec.{key}", value, "must be greater than 0"))
-        if key == "leaseTransitions" and isinstance(value, int) and value < 0:
-            causes.append(invalid(f"spec.{key}", value, "must be greater than or equal to 0"))
-    return causes
-
-
-_CHECKS = {
-    "Pod": _pod, "ReplicationController": _replication_controller, "Service": _service,
-    "Namespace": _namespace, "Node": _node, "Event": _event, "Endpoints": _endpoints,
-    "Lease": _lease,
-}

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from miniorch.api.kinds import Resource
+from miniorch.api.resource import Resource
 from miniorch.cli.client import Client
 from miniorch.cli.errors import StatusError
 from miniorch.cli.tabwriter import TabWriter

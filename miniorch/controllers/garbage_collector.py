@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import structlog
 
 from miniorch.api.errors import NotFound
-from miniorch.api.kinds import EVENTS, RESOURCES, Resource, UnknownResourceError, resource_by_kind
+from miniorch.api.kinds import EVENTS, Resource, UnknownResourceError
 from miniorch.api.registry import Registry
 from miniorch.controllers.reconciler import Controller, InformerEvent, Result, Source
 from miniorch.core.objects import Obj, is_terminating, name_of, namespace_of, uid_of
@@ -65,7 +65,7 @@ class GarbageCollector:
     def sources(self) -> list[Source[DependentKey]]:
         # Events are never owners nor dependents here, and they are the busiest kind.
         return [Source(resource, self._mapper(resource))
-                for resource in RESOURCES if resource is not EVENTS]
+                for resource in self.registry.kinds.resources if resource is not EVENTS]
 
     def _mapper(self, resource: Resource) -> Callable[[InformerEvent], list[DependentKey]]:
         def map_event(event: InformerEvent) -> list[DependentKey]:
@@ -96,7 +96,8 @@ class GarbageCollector:
     def _owner_exists(self, ref: Obj, dependent: DependentKey) -> bool | None:
         """True/False, or None when the owner's kind is not one we serve."""
         try:
-            resource = resource_by_kind(str(ref.get("apiVersion", "")), str(ref.get("kind", "")))
+            resource = self.registry.kinds.resource_by_kind(str(ref.get("apiVersion", "")),
+                                                            str(ref.get("kind", "")))
         except UnknownResourceError:
             return None
         namespace = dependent.namespace if resource.namespaced else ""

@@ -120,7 +120,7 @@ class NodeLifecycleController:
                     new = {**cond, "status": "Unknown", "reason": UNKNOWN_REASON,
                            "message": UNKNOWN_MESSAGE, "lastTransitionTime": rfc3339(now)}
                     set_condition(status, new)
-            node = self.registry.mutate(NODES, "", name, unknown)
+            node = self.registry.mutate(NODES, "", name, unknown, subresource="status")
             self.registry.record_event(node, type="Normal", reason="NodeNotReady",
                                        message=f"Node {name} status is now: NodeNotReady",
                                        component=COMPONENT)

@@ -39,8 +39,8 @@ import structlog
 from anyio.abc import TaskStatus
 
 from miniorch.api.errors import Gone
-from miniorch.api.kinds import Resource
 from miniorch.api.registry import Registry
+from miniorch.api.resource import Resource
 from miniorch.core.objects import Obj, name_of, namespace_of
 
 log = structlog.get_logger(__name__)

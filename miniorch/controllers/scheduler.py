@@ -23,7 +23,8 @@ Invariants:
   pod of a burst sees the previous one's usage (scheduling a pod is O(nodes)).
 - One worker: pods are scheduled one at a time, as kube-scheduler does, so two
   decisions never race for the same free capacity.
-- Binding is a single atomic mutate that refuses a pod already bound; pods with
+- Binding is one write through the registry (`Registry.bind`: nodeName and
+  PodScheduled together) that refuses a pod already bound; pods with
   `spec.nodeName` set by their author are never touched (but count as usage).
 - An unschedulable pod is retried whenever a node or a bound pod changes, and at
   least every `UNSCHEDULABLE_RETRY` seconds.
@@ -38,7 +39,7 @@ from typing import Any
 
 import structlog
 
-from miniorch.api.errors import NotFound
+from miniorch.api.errors import Conflict, NotFound
 from miniorch.api.kinds import NODES, PODS
 from miniorch.api.registry import Registry
 from miniorch.controllers.pods import TERMINAL_PHASES, condition, phase_of, set_condition
@@ -365,29 +366,13 @@ class Scheduler:
 
     def _bind(self, pod: Obj, node: str) -> None:
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-
-        def assign(obj: Obj) -> None:
-            if not (obj.get("spec") or {}).get("nodeName"):
-                obj.setdefault("spec", {})["nodeName"] = node
         try:
-            bound = self.registry.mutate(PODS, ns, name, assign)
-        except NotFound:
-            return
-        if bound.get("spec", {}).get("nodeName") != node:
-            return  # bound meanwhile by someone else: theirs stands
+            # One write: nodeName and PodScheduled together (pods/binding).
+            bound = self.registry.bind(ns, name, node, uid=str(pod["metadata"].get("uid")))
+        except (NotFound, Conflict):
+            return  # gone, or bound meanwhile by someone else: theirs stands
         # Assume the binding now, before the watch reports it: the next pod sees it.
         self.cache.set_pod(bound)
-        now = rfc3339(self.clock.now())
-
-        def scheduled(obj: Obj) -> None:
-            status = obj.setdefault("status", {})
-            status.setdefault("phase", "Pending")
-            set_condition(status, {"type": "PodScheduled", "status": "True",
-                                   "lastProbeTime": None, "lastTransitionTime": now})
-        try:
-            bound = self.registry.mutate(PODS, ns, name, scheduled, subresource="status")
-        except NotFound:
-            return
         self.registry.record_event(bound, type="Normal", reason="Scheduled",
                                    message=f"Successfully assigned {ns}/{name} to {node}",
                                    component=SCHEDULER_NAME)

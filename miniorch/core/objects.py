@@ -57,3 +57,29 @@ def controller_ref(obj: Obj) -> Obj | None:
 
 def is_terminating(obj: Obj) -> bool:
     return bool(obj.get("metadata", {}).get("deletionTimestamp"))
+
+
+# ---- raw JSON access: tolerant of values of the wrong type (validation reports those) ----
+
+def as_dict(value: Any) -> Obj:
+    """`value` if it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """`value` if it is a JSON array, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
+def dicts_in(value: Any) -> list[Obj]:
+    """The JSON objects in `value`, when it is an array (others skipped)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def ensure_dict(parent: Obj, key: str) -> Obj | None:
+    """`parent[key]`, created as {} when absent or null; None if it holds a non-object
+    (for defaulting, which fills what is missing and leaves bad values to validation)."""
+    value = parent.setdefault(key, {})
+    if value is None:
+        value = parent[key] = {}
+    return value if isinstance(value, dict) else None

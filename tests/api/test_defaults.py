@@ -6,7 +6,6 @@ import copy
 
 import pytest
 
-from miniorch.api import defaults
 from miniorch.api.kinds import (
     ENDPOINTS,
     EVENTS,
@@ -16,6 +15,7 @@ from miniorch.api.kinds import (
     PODS,
     REPLICATION_CONTROLLERS,
     SERVICES,
+    kind_of,
 )
 from miniorch.core.objects import Obj
 
@@ -28,7 +28,7 @@ def bare_pod(image: str = "kubia") -> Obj:
 
 def test_pod_defaults() -> None:
     pod = bare_pod()
-    defaults.apply(PODS, pod)
+    kind_of(PODS).apply_defaults(pod)
     assert pod["kind"] == "Pod" and pod["apiVersion"] == "v1"
     spec = pod["spec"]
     assert spec["restartPolicy"] == "Always"
@@ -55,7 +55,7 @@ def test_pod_defaults() -> None:
 ])
 def test_image_pull_policy(image: str, policy: str) -> None:
     pod = bare_pod(image)
-    defaults.apply(PODS, pod)
+    kind_of(PODS).apply_defaults(pod)
     assert pod["spec"]["containers"][0]["imagePullPolicy"] == policy
 
 
@@ -63,9 +63,9 @@ def test_defaults_are_idempotent_and_keep_client_values() -> None:
     pod = bare_pod()
     pod["spec"]["restartPolicy"] = "Never"
     pod["spec"]["containers"][0]["imagePullPolicy"] = "Never"
-    defaults.apply(PODS, pod)
+    kind_of(PODS).apply_defaults(pod)
     once = copy.deepcopy(pod)
-    defaults.apply(PODS, pod)
+    kind_of(PODS).apply_defaults(pod)
     assert pod == once
     assert pod["spec"]["restartPolicy"] == "Never"
     assert pod["spec"]["containers"][0]["imagePullPolicy"] == "Never"
@@ -85,21 +85,21 @@ def test_defaults_are_idempotent_and_keep_client_values() -> None:
 def test_qos_class(resources: Obj, qos: str) -> None:
     pod = bare_pod()
     pod["spec"]["containers"][0]["resources"] = resources
-    defaults.apply(PODS, pod)
+    kind_of(PODS).apply_defaults(pod)
     assert pod["status"]["qosClass"] == qos
 
 
 def test_limits_default_requests() -> None:
     pod = bare_pod()
     pod["spec"]["containers"][0]["resources"] = {"limits": {"memory": "64Mi"}}
-    defaults.apply(PODS, pod)
+    kind_of(PODS).apply_defaults(pod)
     assert pod["spec"]["containers"][0]["resources"]["requests"] == {"memory": "64Mi"}
 
 
 def test_probe_defaults() -> None:
     pod = bare_pod()
     pod["spec"]["containers"][0]["readinessProbe"] = {"httpGet": {"port": 8080}}
-    defaults.apply(PODS, pod)
+    kind_of(PODS).apply_defaults(pod)
     assert pod["spec"]["containers"][0]["readinessProbe"] == {
         "httpGet": {"port": 8080, "path": "/", "scheme": "HTTP"}, "timeoutSeconds": 1,
         "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
@@ -110,7 +110,7 @@ def test_replication_controller_defaults_from_template() -> None:
                "spec": {"template": {"metadata": {"labels": {"app": "kubia"}},
                                      "spec": {"containers": [{"name": "kubia",
                                                               "image": "kubia"}]}}}}
-    defaults.apply(REPLICATION_CONTROLLERS, rc)
+    kind_of(REPLICATION_CONTROLLERS).apply_defaults(rc)
     assert rc["spec"]["replicas"] == 1
     assert rc["spec"]["selector"] == {"app": "kubia"}
     assert rc["metadata"]["labels"] == {"app": "kubia"}
@@ -124,7 +124,7 @@ def test_replication_controller_keeps_its_selector_and_labels() -> None:
     rc: Obj = {"metadata": {"name": "kubia", "labels": {"team": "a"}},
                "spec": {"replicas": 0, "selector": {"app": "kubia"},
                         "template": {"metadata": {"labels": {"app": "kubia", "v": "2"}}}}}
-    defaults.apply(REPLICATION_CONTROLLERS, rc)
+    kind_of(REPLICATION_CONTROLLERS).apply_defaults(rc)
     assert rc["spec"]["replicas"] == 0
     assert rc["spec"]["selector"] == {"app": "kubia"}
     assert rc["metadata"]["labels"] == {"team": "a"}
@@ -139,7 +139,7 @@ def test_service_defaults(svc_type: str, external_policy: str | None) -> None:
     svc: Obj = {"metadata": {"name": "kubia-http"},
                 "spec": {"type": svc_type, "ports": [{"port": 8080}],
                          "selector": {"app": "kubia"}}}
-    defaults.apply(SERVICES, svc)
+    kind_of(SERVICES).apply_defaults(svc)
     spec = svc["spec"]
     assert spec["ports"] == [{"port": 8080, "protocol": "TCP", "targetPort": 8080}]
     assert spec["sessionAffinity"] == "None"
@@ -153,14 +153,14 @@ def test_service_defaults(svc_type: str, external_policy: str | None) -> None:
 def test_service_type_defaults_to_cluster_ip_and_keeps_named_target_port() -> None:
     svc: Obj = {"metadata": {"name": "s"},
                 "spec": {"ports": [{"port": 80, "targetPort": "http"}]}}
-    defaults.apply(SERVICES, svc)
+    kind_of(SERVICES).apply_defaults(svc)
     assert svc["spec"]["type"] == "ClusterIP"
     assert svc["spec"]["ports"][0]["targetPort"] == "http"
 
 
 def test_namespace_defaults() -> None:
     ns: Obj = {"metadata": {"name": "team-a"}}
-    defaults.apply(NAMESPACES, ns)
+    kind_of(NAMESPACES).apply_defaults(ns)
     assert ns["spec"] == {"finalizers": ["kubernetes"]}
     assert ns["status"] == {"phase": "Active"}
     assert ns["metadata"]["labels"] == {"kubernetes.io/metadata.name": "team-a"}
@@ -168,19 +168,19 @@ def test_namespace_defaults() -> None:
 
 def test_other_kinds() -> None:
     event: Obj = {"metadata": {"name": "e"}, "involvedObject": {"kind": "Pod"}}
-    defaults.apply(EVENTS, event)
+    kind_of(EVENTS).apply_defaults(event)
     assert event["count"] == 1
     node: Obj = {"metadata": {"name": "node-1"},
                  "status": {"capacity": {"cpu": "2", "memory": "4Gi", "pods": "110"}}}
-    defaults.apply(NODES, node)
+    kind_of(NODES).apply_defaults(node)
     assert node["status"]["allocatable"] == {"cpu": "2", "memory": "4Gi", "pods": "110"}
     endpoints: Obj = {"metadata": {"name": "s"},
                       "subsets": [{"addresses": [{"ip": "10.244.1.5"}],
                                    "ports": [{"port": 8080}]}]}
-    defaults.apply(ENDPOINTS, endpoints)
+    kind_of(ENDPOINTS).apply_defaults(endpoints)
     assert endpoints["subsets"][0]["ports"][0]["protocol"] == "TCP"
     lease: Obj = {"metadata": {"name": "node-1"}}
-    defaults.apply(LEASES, lease)
+    kind_of(LEASES).apply_defaults(lease)
     assert lease["apiVersion"] == "coordination.k8s.io/v1" and lease["spec"] == {}
 
 
@@ -191,4 +191,4 @@ def test_other_kinds() -> None:
 ])
 def test_malformed_input_is_left_for_validation(spec: object) -> None:
     pod: Obj = {"metadata": {"name": "p"}, "spec": spec}
-    defaults.apply(PODS, pod)  # must not raise
+    kind_of(PODS).apply_defaults(pod)  # must not raise

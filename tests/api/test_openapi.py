@@ -4,37 +4,38 @@ from __future__ import annotations
 
 import pytest
 
-from miniorch.api import openapi, schema
+from miniorch.api import openapi
 from miniorch.api.errors import NotFound
-from miniorch.api.kinds import RESOURCES, Resource
+from miniorch.api.kinds import BUILTIN_KINDS, RESOURCES, Resource, kind_of
 from miniorch.core.objects import Obj
 
 REF = "#/components/schemas/"
 
 
 def test_root_points_at_each_group_version_with_its_hash() -> None:
-    root = openapi.openapi_v3_root()
+    root = openapi.openapi_v3_root(BUILTIN_KINDS)
     assert set(root["paths"]) == {"api/v1", "apis/coordination.k8s.io/v1"}
     for key, entry in root["paths"].items():
         url = entry["serverRelativeURL"]
         assert url.startswith(f"/openapi/v3/{key}?hash=")
-        assert url.split("hash=")[1] == openapi.document_hash(openapi.openapi_v3_document(key))
+        document = openapi.openapi_v3_document(BUILTIN_KINDS, key)
+        assert url.split("hash=")[1] == openapi.document_hash(document)
 
 
 @pytest.mark.parametrize("name", ["api/v1", "v1", "/api/v1", "coordination.k8s.io/v1",
                                   "apis/coordination.k8s.io/v1"])
 def test_group_version_spellings(name: str) -> None:
-    assert openapi.openapi_v3_document(name)["openapi"] == "3.0.0"
+    assert openapi.openapi_v3_document(BUILTIN_KINDS, name)["openapi"] == "3.0.0"
 
 
 def test_unknown_group_version() -> None:
     with pytest.raises(NotFound):
-        openapi.openapi_v3_document("apis/apps/v1")
+        openapi.openapi_v3_document(BUILTIN_KINDS, "apis/apps/v1")
 
 
 def _doc_for(resource: Resource) -> Obj:
     key = f"apis/{resource.group}/{resource.version}" if resource.group else "api/v1"
-    return openapi.openapi_v3_document(key)
+    return openapi.openapi_v3_document(BUILTIN_KINDS, key)
 
 
 @pytest.mark.parametrize("resource", [pytest.param(r, id=r.kind) for r in RESOURCES])
@@ -56,7 +57,7 @@ def test_patch_operation_supports_field_validation(resource: Resource) -> None:
 def test_kind_schema_has_gvk_and_every_ref_resolves(resource: Resource) -> None:
     doc = _doc_for(resource)
     schemas = doc["components"]["schemas"]
-    root = schemas[schema.root_definition(resource)]
+    root = schemas[kind_of(resource).root_definition]
     assert root["x-kubernetes-group-version-kind"] == [
         {"group": resource.group, "kind": resource.kind, "version": resource.version}]
     for ref in openapi._refs_of(doc):
@@ -64,7 +65,7 @@ def test_kind_schema_has_gvk_and_every_ref_resolves(resource: Resource) -> None:
 
 
 def test_patch_merge_keys_on_lists() -> None:
-    schemas = openapi.openapi_v3_document("api/v1")["components"]["schemas"]
+    schemas = openapi.openapi_v3_document(BUILTIN_KINDS, "api/v1")["components"]["schemas"]
     pod_spec = schemas["io.k8s.api.core.v1.PodSpec"]["properties"]
     assert pod_spec["containers"]["x-kubernetes-patch-merge-key"] == "name"
     assert pod_spec["containers"]["x-kubernetes-patch-strategy"] == "merge"
@@ -87,7 +88,7 @@ def test_patch_merge_keys_on_lists() -> None:
 
 
 def test_scale_and_status_paths() -> None:
-    paths = openapi.openapi_v3_document("api/v1")["paths"]
+    paths = openapi.openapi_v3_document(BUILTIN_KINDS, "api/v1")["paths"]
     scale = paths["/api/v1/namespaces/{namespace}/replicationcontrollers/{name}/scale"]
     assert scale["patch"]["x-kubernetes-group-version-kind"] == {
         "group": "autoscaling", "version": "v1", "kind": "Scale"}
@@ -98,6 +99,6 @@ def test_scale_and_status_paths() -> None:
 
 
 def test_document_is_json_and_stable() -> None:
-    first = openapi.openapi_v3_document("api/v1")
+    first = openapi.openapi_v3_document(BUILTIN_KINDS, "api/v1")
     assert openapi.document_hash(first) == openapi.document_hash(
-        openapi.openapi_v3_document("api/v1"))
+        openapi.openapi_v3_document(BUILTIN_KINDS, "api/v1"))

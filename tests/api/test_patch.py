@@ -10,7 +10,7 @@ import pytest
 
 from miniorch.api import schema
 from miniorch.api.errors import BadRequest, Invalid, UnsupportedMediaType
-from miniorch.api.kinds import NAMESPACES, PODS, REPLICATION_CONTROLLERS, SERVICES
+from miniorch.api.kinds import NAMESPACES, PODS, REPLICATION_CONTROLLERS, SERVICES, kind_of
 from miniorch.api.patch import apply_patch
 from miniorch.core.objects import Obj
 
@@ -18,6 +18,8 @@ SMP = "application/strategic-merge-patch+json"
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
+
+RC_SCHEMA = kind_of(REPLICATION_CONTROLLERS).root_definition
 
 def rc() -> Obj:
     return {
@@ -43,8 +45,7 @@ def containers(obj: Obj) -> list[Obj]:
 
 
 def smp(patch: Any, original: Obj | None = None) -> Obj:
-    return apply_patch(original or rc(), json.dumps(patch).encode(), SMP,
-                       REPLICATION_CONTROLLERS)
+    return apply_patch(original or rc(), json.dumps(patch).encode(), SMP, RC_SCHEMA)
 
 
 # ---- strategic merge --------------------------------------------------------------------------
@@ -56,7 +57,7 @@ def test_kubectl_apply_example() -> None:
             b'"{}"}},"spec":{"replicas":5,"template":{"spec":{"$setElementOrder/containers":'
             b'[{"name":"kubia"}],"containers":[{"image":"kubia:v2","name":"kubia"}]}}}}')
     original = rc()
-    result = apply_patch(original, body, SMP + "; charset=utf-8", REPLICATION_CONTROLLERS)
+    result = apply_patch(original, body, SMP + "; charset=utf-8", RC_SCHEMA)
     assert result["spec"]["replicas"] == 5
     assert containers(result) == [dict(containers(original)[0], image="kubia:v2")]
     assert result["metadata"]["annotations"] == {
@@ -151,7 +152,7 @@ def test_service_ports_merge_by_port() -> None:
         {"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30001}]}}
     result = apply_patch(svc, {"spec": {"ports": [{"port": 80, "targetPort": 9090},
                                                   {"name": "https", "port": 443}]}},
-                         SMP, SERVICES)
+                         SMP, kind_of(SERVICES).root_definition)
     assert result["spec"]["ports"] == [
         {"name": "http", "port": 80, "targetPort": 9090, "nodePort": 30001},
         {"name": "https", "port": 443}]
@@ -159,15 +160,15 @@ def test_service_ports_merge_by_port() -> None:
 
 def test_new_values_lose_nulls_and_directives() -> None:
     result = apply_patch({"metadata": {"name": "n"}},
-                         {"spec": {"finalizers": ["kubernetes"], "x": None}}, SMP, NAMESPACES)
+                         {"spec": {"finalizers": ["kubernetes"], "x": None}}, SMP,
+                         kind_of(NAMESPACES).root_definition)
     assert result["spec"] == {"finalizers": ["kubernetes"]}
 
 
 def test_scale_subresource_definition() -> None:
     scale: Obj = {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {"name": "k"},
                   "spec": {"replicas": 1}, "status": {"replicas": 1, "selector": "app=k"}}
-    result = apply_patch(scale, b'{"spec":{"replicas":3}}', SMP, REPLICATION_CONTROLLERS,
-                         definition=schema.SCALE_DEFINITION)
+    result = apply_patch(scale, b'{"spec":{"replicas":3}}', SMP, schema.SCALE_DEFINITION)
     assert result["spec"] == {"replicas": 3}
 
 
@@ -200,11 +201,11 @@ def test_malformed_strategic_patches(patch: Any) -> None:
     pytest.param({}, {"a": {"bb": {"ccc": None}}}, {"a": {"bb": {}}}, id="new-nested-null"),
 ])
 def test_merge_patch_rfc7386(target: Obj, patch: Obj, result: Obj) -> None:
-    assert apply_patch(target, patch, MERGE, PODS) == result
+    assert apply_patch(target, patch, MERGE, kind_of(PODS).root_definition) == result
 
 
 def test_merge_patch_scale_as_kubectl_sends_it() -> None:
-    result = apply_patch(rc(), b'{"spec":{"replicas":3}}', MERGE, REPLICATION_CONTROLLERS)
+    result = apply_patch(rc(), b'{"spec":{"replicas":3}}', MERGE, RC_SCHEMA)
     assert result["spec"]["replicas"] == 3
     assert containers(result) == containers(rc())  # lists untouched when not in the patch
 
@@ -224,7 +225,7 @@ def test_json_patch_operations() -> None:
         {"op": "test", "path": "/spec/replicas", "value": 4},
         {"op": "add", "path": "/metadata/labels/a~1b", "value": "slash"},
     ]
-    result = apply_patch(rc(), json.dumps(ops).encode(), JSON_PATCH, REPLICATION_CONTROLLERS)
+    result = apply_patch(rc(), json.dumps(ops).encode(), JSON_PATCH, RC_SCHEMA)
     assert result["spec"]["replicas"] == 4
     assert result["metadata"]["labels"] == {"app": "kubia", "role": "web", "a/b": "slash"}
     assert result["metadata"]["annotations"] == {"copied": {"app": "kubia"}}
@@ -247,7 +248,7 @@ def test_json_patch_operations() -> None:
 def test_json_patch_errors(ops: Any, error: type[Exception], message: str) -> None:
     original = rc()
     with pytest.raises(error, match=message):
-        apply_patch(original, json.dumps(ops).encode(), JSON_PATCH, REPLICATION_CONTROLLERS)
+        apply_patch(original, json.dumps(ops).encode(), JSON_PATCH, RC_SCHEMA)
     assert original == rc()
 
 
@@ -257,7 +258,7 @@ def test_json_patch_is_atomic() -> None:
     with pytest.raises(Invalid):
         apply_patch(original, [{"op": "replace", "path": "/spec/replicas", "value": 1},
                                {"op": "test", "path": "/spec/replicas", "value": 2}],
-                    JSON_PATCH, REPLICATION_CONTROLLERS)
+                    JSON_PATCH, RC_SCHEMA)
     assert original == before
 
 
@@ -266,7 +267,7 @@ def test_json_patch_is_atomic() -> None:
 
 def test_unsupported_media_type() -> None:
     with pytest.raises(UnsupportedMediaType) as info:
-        apply_patch(rc(), b"spec: {}", "application/apply-patch+yaml", REPLICATION_CONTROLLERS)
+        apply_patch(rc(), b"spec: {}", "application/apply-patch+yaml", RC_SCHEMA)
     assert info.value.to_status()["code"] == 415
     assert info.value.message == (
         "the body of the request was in an unknown format - accepted media types include: "
@@ -276,4 +277,4 @@ def test_unsupported_media_type() -> None:
 
 def test_undecodable_body_is_a_bad_request() -> None:
     with pytest.raises(BadRequest):
-        apply_patch(rc(), b"{not json", MERGE, REPLICATION_CONTROLLERS)
+        apply_patch(rc(), b"{not json", MERGE, RC_SCHEMA)

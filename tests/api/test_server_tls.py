@@ -110,7 +110,7 @@ async def test_busy_port_fails_with_a_clear_error(tmp_path: Path) -> None:
     from miniorch.api.server import ApiServer
     from miniorch.core.clock import SystemClock
     from miniorch.core.settings import Settings
-    from tests.api.server_support import make_registry, test_plugins
+    from tests.api.server_support import local_spawner, make_registry
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -119,7 +119,7 @@ async def test_busy_port_fails_with_a_clear_error(tmp_path: Path) -> None:
         settings = Settings(home=tmp_path, api_port=port)
         registry = make_registry(tmp_path)
         server = ApiServer(settings=settings, registry=registry, clock=SystemClock(),
-                           plugins=test_plugins(settings))
+                           spawn_exec=local_spawner)
         with pytest.raises(OSError, match=f"127.0.0.1:{port}"):
             await server.run()
         registry.store.close()
@@ -135,12 +135,12 @@ async def test_serves_tls_writes_kubeconfig_and_stops_despite_open_watch(
     from miniorch.api.server import ApiServer
     from miniorch.core.clock import SystemClock
     from miniorch.core.settings import Settings
-    from tests.api.server_support import make_registry, test_plugins
+    from tests.api.server_support import local_spawner, make_registry
 
     settings = Settings(home=tmp_path, api_port=0)
     registry = make_registry(tmp_path)
     server = ApiServer(settings=settings, registry=registry, clock=SystemClock(),
-                       plugins=test_plugins(settings))
+                       spawn_exec=local_spawner)
     async with aiohttp.ClientSession() as session:
         # The client stays connected (its session outlives the server) while it stops.
         async with anyio.create_task_group() as tg:

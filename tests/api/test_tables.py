@@ -17,6 +17,7 @@ from miniorch.api.kinds import (
     REPLICATION_CONTROLLERS,
     SERVICES,
     Resource,
+    kind_of,
 )
 from miniorch.core.clock import rfc3339
 from miniorch.core.objects import Obj
@@ -55,7 +56,7 @@ def test_human_duration(seconds: float, text: str) -> None:
 
 
 def names(resource: Resource) -> list[tuple[str, int]]:
-    return [(c["name"], c["priority"]) for c in tables.column_definitions(resource)]
+    return [(c["name"], c["priority"]) for c in list(kind_of(resource).columns)]
 
 
 def test_columns() -> None:
@@ -76,7 +77,7 @@ def test_columns() -> None:
     assert names(NAMESPACES) == [("Name", 0), ("Status", 0), ("Age", 0)]
     assert names(LEASES) == [("Name", 0), ("Holder", 0), ("Age", 0)]
     assert names(ENDPOINTS) == [("Name", 0), ("Endpoints", 0), ("Age", 0)]
-    assert tables.column_definitions(PODS)[0]["format"] == "name"
+    assert kind_of(PODS).columns[0]["format"] == "name"
 
 
 def make_pod(phase: str = "Pending", *, statuses: list[Obj] | None = None,
@@ -184,7 +185,7 @@ RUNNING = {"running": {"startedAt": "2024-06-01T11:55:00Z"}}
                   "<none>", "<none>"], id="scheduling-gated"),
 ])
 def test_pod_rows(pod: Obj, cells: list[object]) -> None:
-    row = tables.row_for(PODS, pod, now=NOW)
+    row = tables.row_for(kind_of(PODS), pod, now=NOW)
     assert row["cells"] == cells
 
 
@@ -192,7 +193,7 @@ def test_pod_readiness_gates_and_completed_condition() -> None:
     pod = make_pod("Succeeded", conditions=[{"type": "example.com/gate", "status": "True"}])
     pod["spec"]["readinessGates"] = [{"conditionType": "example.com/gate"},
                                      {"conditionType": "example.com/other"}]
-    row = tables.row_for(PODS, pod, now=NOW)
+    row = tables.row_for(kind_of(PODS), pod, now=NOW)
     assert row["cells"][-1] == "1/2"
     assert row["conditions"] == [{"type": "Completed", "status": "True", "reason": "Succeeded",
                                   "message": "The pod has completed successfully."}]
@@ -205,7 +206,7 @@ def test_replication_controller_row() -> None:
                             {"name": "kubia", "image": "kubia"},
                             {"name": "side", "image": "busybox:1.36"}]}}},
                "status": {"replicas": 3, "readyReplicas": 2}}
-    assert tables.row_for(REPLICATION_CONTROLLERS, rc, now=NOW)["cells"] == [
+    assert tables.row_for(kind_of(REPLICATION_CONTROLLERS), rc, now=NOW)["cells"] == [
         "kubia", 3, 3, 2, "3h15m", "kubia,side", "kubia,busybox:1.36", "app=kubia,tier=web"]
 
 
@@ -240,14 +241,14 @@ def make_service(svc_type: str, *, ingress: list[Obj] | None = None,
 ])
 def test_service_rows(svc: Obj, external: str, ports: str) -> None:
     svc_type = svc["spec"]["type"]
-    assert tables.row_for(SERVICES, svc, now=NOW)["cells"] == [
+    assert tables.row_for(kind_of(SERVICES), svc, now=NOW)["cells"] == [
         "kubia-http", svc_type, "10.96.0.12", external, ports, "2d5h", "app=kubia"]
 
 
 def test_headless_service_without_ports_or_selector() -> None:
     svc: Obj = {"metadata": {"name": "h"}, "spec": {"type": "ClusterIP", "clusterIP": "None",
                                                      "clusterIPs": ["None"]}}
-    assert tables.row_for(SERVICES, svc, now=NOW)["cells"] == [
+    assert tables.row_for(kind_of(SERVICES), svc, now=NOW)["cells"] == [
         "h", "ClusterIP", "None", "<none>", "<none>", "<unknown>", "<none>"]
 
 
@@ -265,7 +266,7 @@ def test_headless_service_without_ports_or_selector() -> None:
 def test_endpoints_rows(subsets: list[Obj], text: str) -> None:
     ep: Obj = {"metadata": {"name": "kubia-http", "creationTimestamp": ago(seconds=59)},
                "subsets": subsets}
-    assert tables.row_for(ENDPOINTS, ep, now=NOW)["cells"] == ["kubia-http", text, "59s"]
+    assert tables.row_for(kind_of(ENDPOINTS), ep, now=NOW)["cells"] == ["kubia-http", text, "59s"]
 
 
 def make_node(ready: str | None, *, unschedulable: bool = False,
@@ -300,7 +301,7 @@ def make_node(ready: str | None, *, unschedulable: bool = False,
                  "Ready", "control-plane,edge,worker", id="roles"),
 ])
 def test_node_rows(node: Obj, state: str, roles: str) -> None:
-    assert tables.row_for(NODES, node, now=NOW)["cells"] == [
+    assert tables.row_for(kind_of(NODES), node, now=NOW)["cells"] == [
         "node-1", state, roles, "10m", "v1.32.0-miniorch", "10.244.1.1", "<none>",
         "Debian GNU/Linux 12 (bookworm)", "6.1.0-18-amd64", "miniorch://0.1.0"]
 
@@ -314,24 +315,24 @@ def test_event_rows() -> None:
         "type": "Normal", "source": {"component": "kubelet", "host": "node-1"},
         "firstTimestamp": ago(minutes=4), "lastTimestamp": ago(seconds=30), "count": 3,
     }
-    assert tables.row_for(EVENTS, event, now=NOW)["cells"] == [
+    assert tables.row_for(kind_of(EVENTS), event, now=NOW)["cells"] == [
         "30s", "Normal", "Pulled", "pod/kubia-x7k2p", "spec.containers{kubia}",
         "kubelet, node-1", 'Container image "kubia" already present', "4m", 3,
         "kubia-x7k2p.17a2b3c4d5e6f708"]
     new_style: Obj = {"metadata": {"name": "e"}, "involvedObject": {"kind": "Node"},
                       "eventTime": "2024-06-01T11:59:00.000000Z", "type": "Normal",
                       "reason": "Starting", "reportingComponent": "kube-proxy"}
-    assert tables.row_for(EVENTS, new_style, now=NOW)["cells"] == [
+    assert tables.row_for(kind_of(EVENTS), new_style, now=NOW)["cells"] == [
         "60s", "Normal", "Starting", "node", "", "kube-proxy", "", "60s", 1, "e"]
 
 
 def test_namespace_and_lease_rows() -> None:
     ns: Obj = {"metadata": {"name": "default", "creationTimestamp": ago(days=9)},
                "status": {"phase": "Active"}}
-    assert tables.row_for(NAMESPACES, ns, now=NOW)["cells"] == ["default", "Active", "9d"]
+    assert tables.row_for(kind_of(NAMESPACES), ns, now=NOW)["cells"] == ["default", "Active", "9d"]
     lease: Obj = {"metadata": {"name": "node-1", "creationTimestamp": ago(seconds=20)},
                   "spec": {"holderIdentity": "node-1"}}
-    assert tables.row_for(LEASES, lease, now=NOW)["cells"] == ["node-1", "node-1", "20s"]
+    assert tables.row_for(kind_of(LEASES), lease, now=NOW)["cells"] == ["node-1", "node-1", "20s"]
 
 
 @pytest.mark.parametrize(("include", "expected"), [
@@ -341,7 +342,7 @@ def test_namespace_and_lease_rows() -> None:
 ])
 def test_table_shape_and_include_object(include: str, expected: str) -> None:
     pod = make_pod()
-    table = tables.to_table(PODS, [pod], resource_version="107", now=NOW,
+    table = tables.to_table(kind_of(PODS), [pod], resource_version="107", now=NOW,
                             include_object=include)
     assert table["kind"] == "Table" and table["apiVersion"] == "meta.k8s.io/v1"
     assert table["metadata"] == {"resourceVersion": "107"}

@@ -7,7 +7,6 @@ pod's files, which are the real boundaries those actors use.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import shutil
@@ -66,7 +65,7 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    from miniorch.api.server import ApiServer, default_plugins
+    from miniorch.api.server import ApiServer
 
     home = tmp_path / "home"
     home.mkdir()
@@ -78,9 +77,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             return registry
 
         registry = portal.call(make)
-        plugins = dataclasses.replace(default_plugins(settings), spawn_exec=local_spawner)
         server = ApiServer(settings=settings, registry=registry, clock=SystemClock(),
-                           plugins=plugins)
+                           spawn_exec=local_spawner)
         future, _url = portal.start_task(server.run)
         try:
             yield Cluster(home, registry, portal)

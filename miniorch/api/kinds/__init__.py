@@ -1,0 +1,125 @@
+"""Every kind miniorch serves, one module each; this package assembles them.
+
+    kinds/pod.py, service.py, … ──each exports one Kind──► BUILTIN_KINDS
+                                                            │
+    KindCatalog (one per Registry) ◄── built-in kinds + kinds added at run time
+        │                               (custom resources, from their definitions)
+        ├─► Registry: the record behind every write
+        ├─► server: routes and discovery (`served(group, version)`)
+        └─► CLI / completion / GC: `resource_for("rc")`, `resource_by_kind(...)`
+
+The `Resource` constants (`PODS`, `SERVICES`, …) are re-exported here: they are the
+names the rest of the code uses to talk about a kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from miniorch.api.kinds.base import Kind
+from miniorch.api.kinds.configmap import CONFIGMAP, CONFIGMAPS
+from miniorch.api.kinds.endpoints import ENDPOINTS, ENDPOINTS_KIND
+from miniorch.api.kinds.event import EVENT, EVENTS
+from miniorch.api.kinds.lease import LEASE, LEASES
+from miniorch.api.kinds.namespace import NAMESPACE, NAMESPACES, SYSTEM_NAMESPACES
+from miniorch.api.kinds.node import NODE, NODES
+from miniorch.api.kinds.pod import POD, PODS
+from miniorch.api.kinds.replicationcontroller import (
+    REPLICATION_CONTROLLER,
+    REPLICATION_CONTROLLERS,
+)
+from miniorch.api.kinds.secret import SECRET, SECRETS
+from miniorch.api.kinds.service import SERVICE, SERVICES
+from miniorch.api.resource import ALL_VERBS, Resource, UnknownResourceError
+
+BUILTIN_KINDS: tuple[Kind, ...] = (
+    POD, REPLICATION_CONTROLLER, SERVICE, ENDPOINTS_KIND, NODE, EVENT, NAMESPACE, CONFIGMAP,
+    SECRET, LEASE,
+)
+
+RESOURCES: tuple[Resource, ...] = tuple(k.resource for k in BUILTIN_KINDS)
+"""The built-in resources, in discovery order."""
+
+
+class KindCatalog:
+    """The kinds one API serves: the built-in ones, plus those added while it runs
+    (custom resources). Owned by the Registry; read by the server and the GC."""
+
+    def __init__(self, kinds: tuple[Kind, ...] = BUILTIN_KINDS) -> None:
+        self._by_key: dict[str, Kind] = {k.resource.key: k for k in kinds}
+
+    def __iter__(self) -> Iterator[Kind]:
+        return iter(list(self._by_key.values()))
+
+    def __contains__(self, resource: object) -> bool:
+        return isinstance(resource, Resource) and resource.key in self._by_key
+
+    def of(self, resource: Resource) -> Kind:
+        """The record behind `resource` (UnknownResourceError if not served)."""
+        try:
+            return self._by_key[resource.key]
+        except KeyError:
+            raise UnknownResourceError(resource.key) from None
+
+    def add(self, kind: Kind) -> None:
+        self._by_key[kind.resource.key] = kind
+
+    def remove(self, resource: Resource) -> None:
+        self._by_key.pop(resource.key, None)
+
+    @property
+    def resources(self) -> list[Resource]:
+        return [k.resource for k in self]
+
+    def served(self, group: str, version: str) -> dict[str, Kind]:
+        """plural → kind, for one group-version."""
+        return {k.resource.plural: k for k in self
+                if k.resource.group == group and k.resource.version == version}
+
+    def group_versions(self) -> dict[str, list[str]]:
+        """Named groups → their versions, in discovery order (the core group excluded)."""
+        groups: dict[str, list[str]] = {}
+        for k in self:
+            r = k.resource
+            if r.group and r.version not in groups.setdefault(r.group, []):
+                groups[r.group].append(r.version)
+        return groups
+
+    def resource_for(self, name: str) -> Resource:
+        for kind in self:
+            if kind.resource.answers_to(name):
+                return kind.resource
+        raise UnknownResourceError(name)
+
+    def resource_by_kind(self, api_version: str, kind: str) -> Resource:
+        for k in self:
+            if k.resource.kind == kind and k.resource.api_version == api_version:
+                return k.resource
+        raise UnknownResourceError(f"{api_version}/{kind}")
+
+
+_BUILTIN = KindCatalog()
+
+
+def kind_of(resource: Resource) -> Kind:
+    """The built-in record behind `resource`."""
+    return _BUILTIN.of(resource)
+
+
+def resource_for(name: str) -> Resource:
+    """Find a built-in resource by plural, singular, short name or kind, as kubectl
+    accepts them: `pods`, `pod`, `po`, `Pod`, `rc`, `leases.coordination.k8s.io`."""
+    return _BUILTIN.resource_for(name)
+
+
+def resource_by_kind(api_version: str, kind: str) -> Resource:
+    """The built-in resource serving objects of `apiVersion`/`kind` (as in a manifest)."""
+    return _BUILTIN.resource_by_kind(api_version, kind)
+
+
+__all__ = [
+    "ALL_VERBS", "BUILTIN_KINDS", "CONFIGMAPS", "ENDPOINTS", "EVENTS", "LEASES",
+    "NAMESPACES", "NODES", "PODS", "REPLICATION_CONTROLLERS", "RESOURCES", "SECRETS",
+    "SERVICES", "SYSTEM_NAMESPACES", "Kind", "KindCatalog", "Resource", "UnknownResourceError",
+    "kind_of", "resource_by_kind", "resource_for",
+]
