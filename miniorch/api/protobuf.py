@@ -126,24 +126,21 @@ def _entries(text: str) -> list[tuple[str, list[str]]]:
 
 
 def _parse_field(token: str, package: str, aliases: dict[str, str]) -> tuple[int, _Field]:
+    """`jsonName=number[:type]` (see the schema file's header for the type syntax)."""
     name, _, spec = token.partition("=")
     number, _, type_ = spec.partition(":")
     type_ = type_ or "string"
-    inline = name.startswith("..")
-    field = {"json_name": name.removeprefix(".."), "inline": inline}
-    if type_.startswith("[]"):
-        field["repeated"], type_ = True, type_[2:]
-    elif type_.startswith("{"):
-        field["map"], type_ = True, type_[1:-1]
-    elif type_.startswith("*"):
-        field["keep_zero"], type_ = True, type_[1:]
+    repeated, map_, keep_zero = (type_.startswith(p) for p in ("[]", "{", "*"))
+    type_ = type_.removeprefix("[]").removeprefix("*").strip("{}")
     if type_ not in _SCALARS:
         alias, _, short = type_.rpartition(".")
         type_ = f"{aliases[alias] if alias else package}.{short}"
-    return int(number), _Field(type=type_, **field)  # type: ignore[arg-type]
+    return int(number), _Field(json_name=name.removeprefix(".."), type=type_,
+                               repeated=repeated, map=map_, keep_zero=keep_zero,
+                               inline=name.startswith(".."))
 
 
-def _field_proto(message: descriptor_pb2.DescriptorProto, number: int,
+def _field_proto(message: descriptor_pb2.DescriptorProto, full_name: str, number: int,
                  field: _Field) -> None:
     proto = message.field.add(name=field.json_name, number=number,
                               label=_PROTO.LABEL_OPTIONAL)
@@ -154,10 +151,11 @@ def _field_proto(message: descriptor_pb2.DescriptorProto, number: int,
         entry = message.nested_type.add(name=field.json_name[:1].upper()
                                         + field.json_name[1:] + "Entry")
         entry.options.map_entry = True
-        _field_proto(entry, 1, _Field(json_name="key", type="string"))
-        _field_proto(entry, 2, _Field(json_name="value", type=field.type))
+        entry_name = f"{full_name}.{entry.name}"
+        _field_proto(entry, entry_name, 1, _Field(json_name="key", type="string"))
+        _field_proto(entry, entry_name, 2, _Field(json_name="value", type=field.type))
         proto.type = _PROTO.TYPE_MESSAGE
-        proto.type_name = f".{message.name}.{entry.name}"  # made absolute below
+        proto.type_name = "." + entry_name
     elif field.scalar:
         proto.type = _SCALARS[field.type]
     else:
@@ -191,10 +189,7 @@ def _schema() -> _Schema:
         for token in tokens:
             number, field = _parse_field(token, package, aliases)
             rules[number] = field
-            _field_proto(message, number, field)
-        for proto in message.field:
-            if proto.type_name.startswith(f".{head}."):
-                proto.type_name = f".{package}{proto.type_name}"
+            _field_proto(message, f"{package}.{head}", number, field)
     for file in files:
         pool.Add(file)
     classes = {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(name))

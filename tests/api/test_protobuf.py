@@ -14,6 +14,8 @@ import base64
 import json
 import random
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -401,3 +403,13 @@ def test_kubectl_creates_through_the_api_server(tmp_path: Path) -> None:
                                             "targetPort": 8080}]
         assert service["spec"]["selector"] == {"app": "foo"}
         assert service["spec"]["type"] == "ClusterIP"
+
+
+def test_protobuf_runtime_loads_only_for_a_protobuf_body() -> None:
+    """CLI start-up and the server's import never pay for the runtime or the schema."""
+    probe = ("import sys, miniorch.api.server, miniorch.cli.main; "
+             "print(sorted(m for m in sys.modules "
+             "if m.startswith(('google.protobuf', 'miniorch.api.protobuf'))))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=60, check=True, cwd=Path(__file__).parents[2])
+    assert result.stdout.strip() == "[]"
