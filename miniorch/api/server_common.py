@@ -25,7 +25,6 @@ from miniorch.api.errors import (
     ApiError,
     BadRequest,
     RequestEntityTooLarge,
-    UnsupportedMediaType,
 )
 from miniorch.api.registry import Registry
 from miniorch.core.clock import Clock
@@ -162,6 +161,9 @@ _NoTimestampLoader.yaml_implicit_resolvers = {
 }
 
 
+PROTOBUF_CT = "application/vnd.kubernetes.protobuf"
+
+
 async def read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise RequestEntityTooLarge(f"Request entity too large: limit is {limit}")
@@ -172,11 +174,14 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 
 def decode_object(body: bytes, content_type: str) -> Obj:
-    """A JSON (or YAML) request body as an object, with kube-apiserver's error wording."""
+    """A JSON, YAML or Kubernetes protobuf request body as an object, with
+    kube-apiserver's error wording."""
     if not body.strip():
         raise BadRequest("the body of the request was empty")
     if content_type == PROTOBUF_CT:
-        return decode_protobuf_namespace(body)
+        # Imported here: the protobuf runtime and schema cost only a protobuf request.
+        from miniorch.api import protobuf
+        return protobuf.decode(body)
     if "yaml" in content_type:
         try:
             parsed = yaml.load(body, Loader=_NoTimestampLoader)  # a SafeLoader subclass
@@ -193,78 +198,3 @@ def decode_object(body: bytes, content_type: str) -> Obj:
                          '{ APIVersion string "json:\\"apiVersion,omitempty\\""; '
                          'Kind string "json:\\"kind,omitempty\\"" }')
     return parsed
-
-
-# ---- protobuf (only what kubectl's typed commands send) -----------------------------------
-
-PROTOBUF_CT = "application/vnd.kubernetes.protobuf"
-PROTOBUF_MAGIC = b"k8s\x00"
-
-
-def _protobuf_fields(data: bytes) -> Iterator[tuple[int, int, bytes | int]]:
-    """(field number, wire type, value) of one protobuf message; varints as ints,
-    length-delimited fields as bytes (other wire types are not used by these messages)."""
-    pos = 0
-
-    def varint() -> int:
-        nonlocal pos
-        result = shift = 0
-        while True:
-            if pos >= len(data):
-                raise BadRequest("malformed protobuf body")
-            byte = data[pos]
-            pos += 1
-            result |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                return result
-    while pos < len(data):
-        key = varint()
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            yield number, wire, varint()
-        elif wire == 2:
-            size = varint()
-            yield number, wire, data[pos:pos + size]
-            pos += size
-        else:
-            raise BadRequest(f"malformed protobuf body: wire type {wire}")
-
-
-def _protobuf_map_entry(entry: bytes) -> tuple[str, str]:
-    fields = {n: v for n, _w, v in _protobuf_fields(entry) if isinstance(v, bytes)}
-    return fields.get(1, b"").decode(), fields.get(2, b"").decode()
-
-
-def decode_protobuf_namespace(body: bytes) -> Obj:
-    """`kubectl create namespace X` sends a protobuf Namespace (kubectl's typed client
-    prefers protobuf); its metadata is all that matters. Any other protobuf body is a
-    415, as the API serves JSON and YAML."""
-    if not body.startswith(PROTOBUF_MAGIC):
-        raise BadRequest("malformed protobuf body: missing the k8s envelope")
-    type_meta: dict[int, str] = {}
-    raw = b""
-    for number, _wire, value in _protobuf_fields(body[len(PROTOBUF_MAGIC):]):
-        if number == 1 and isinstance(value, bytes):
-            type_meta = {n: v.decode() for n, _w, v in _protobuf_fields(value)
-                         if isinstance(v, bytes)}
-        elif number == 2 and isinstance(value, bytes):
-            raw = value
-    api_version, kind = type_meta.get(1, ""), type_meta.get(2, "")
-    if (api_version, kind) != ("v1", "Namespace"):
-        raise UnsupportedMediaType(
-            f"the body of the request was in an unknown format - accepted media types "
-            f"include: application/json, application/yaml (protobuf: {kind or 'unknown'})")
-    meta: Obj = {}
-    for number, _wire, value in _protobuf_fields(raw):
-        if number != 1 or not isinstance(value, bytes):
-            continue  # spec.finalizers and status are the server's to set
-        for field_no, _w, item in _protobuf_fields(value):
-            if not isinstance(item, bytes):
-                continue
-            if field_no in (1, 2):
-                meta["name" if field_no == 1 else "generateName"] = item.decode()
-            elif field_no in (11, 12):
-                key, val = _protobuf_map_entry(item)
-                meta.setdefault("labels" if field_no == 11 else "annotations", {})[key] = val
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
