@@ -23,6 +23,11 @@ class KubeletConfig:
     sandbox_backoff_base: float = 1.0
     """FailedCreatePodSandBox: first retry delay; doubles up to `sandbox_backoff_cap`."""
     sandbox_backoff_cap: float = 60.0
+    config_backoff_base: float = 1.0
+    """CreateContainerConfigError (a missing ConfigMap/Secret): first retry delay,
+    doubling up to `config_backoff_cap`; a change of a referenced object retries at
+    once (kubelet retries on its pod syncs, every 10 s or so)."""
+    config_backoff_cap: float = 10.0
     fast_probe_interval: float = 0.05
     """Until a container's readiness probe first succeeds it is retried this often, so a
     fresh pod turns Ready within a fraction of a second (then every periodSeconds)."""

@@ -4,7 +4,10 @@
                                                ├─ _live: IP → [start slot] sandbox (retry,
                                                │    back-off) → first container starts
                                                │    └─ _supervise (one per container):
-                                               │         image → start → logs + probes
+                                               │         image → env (envvars; waits in
+                                               │         CreateContainerConfigError while a
+                                               │         ConfigMap/Secret is missing, woken
+                                               │         by ConfigWatch) → start → logs + probes
                                                │         → exit → restart per policy,
                                                │           CrashLoopBackOff back-off
                                                └─ _until_kill: deletionTimestamp / removed
@@ -28,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 import secrets
 import shutil
 from collections.abc import AsyncIterator
@@ -48,7 +50,9 @@ from miniorch.core.dialer import Dialer
 from miniorch.core.objects import NodeName, Obj, is_terminating, name_of, namespace_of, uid_of
 from miniorch.core.quantity import parse_quantity
 from miniorch.core.settings import Settings
+from miniorch.node import nodeinfo
 from miniorch.node.config import KubeletConfig
+from miniorch.node.configwatch import ConfigWatch
 from miniorch.node.cri import (
     ContainerConfig,
     ContainerRuntime,
@@ -61,6 +65,7 @@ from miniorch.node.cri import (
     RuntimeSandbox,
     SandboxConfig,
 )
+from miniorch.node.envvars import ConfigError, PodFacts, container_env, expand, skipped_message
 from miniorch.node.events import EventSink
 from miniorch.node.ipam import IpAllocator
 from miniorch.node.mailbox import Mailbox, PodUpdate
@@ -114,18 +119,6 @@ def declared_ports(pod: Obj) -> tuple[int, ...]:
                  if p.get("containerPort") and (p.get("protocol") or "TCP") == "TCP")
 
 
-_VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
-
-
-def expand(text: str, env: dict[str, str]) -> str:
-    """Kubernetes' `$(VAR)` expansion in command/args (`$$` escapes; unknown stays)."""
-    def sub(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        return env.get(match.group(1), match.group(0))
-    return _VAR_REF.sub(sub, text)
-
-
 def container_argv(container: Obj, image: ImageInfo, env: dict[str, str]) -> tuple[str, ...]:
     """command/args over the image's Entrypoint/Cmd, by Kubernetes' rules: a command
     replaces both Entrypoint and Cmd; args alone replace only Cmd."""
@@ -142,13 +135,10 @@ def container_argv(container: Obj, image: ImageInfo, env: dict[str, str]) -> tup
     return tuple(str(a) for a in argv)
 
 
-def container_env(container: Obj, image: ImageInfo, pod: Obj) -> dict[str, str]:
-    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-           **image.env, "HOSTNAME": pod_hostname(pod)}
-    for item in container.get("env") or []:
-        if "value" in item or not item.get("valueFrom"):
-            env[str(item.get("name"))] = expand(str(item.get("value") or ""), env)
-    return env
+def base_env(image: ImageInfo, pod: Obj) -> dict[str, str]:
+    """What a container's env starts from: PATH, the image's ENV, HOSTNAME."""
+    return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            **image.env, "HOSTNAME": pod_hostname(pod)}
 
 
 def pod_hostname(pod: Obj) -> str:
@@ -242,12 +232,15 @@ class PodWorker:
         self.finished_before = False
         self._first_attempts: dict[str, anyio.Event] = {}
         self._all_ready = anyio.Event()
+        self.config = ConfigWatch(ctx.registry, pod)
+        """The ConfigMaps and Secrets the pod references (env, envFrom, volumes)."""
 
     # ---- lifecycle ---------------------------------------------------------------
 
     async def run(self) -> None:
         try:
             async with anyio.create_task_group() as tg:
+                tg.start_soon(self.config.run)
                 tg.start_soon(self._live)
                 kill = await self._until_kill()
                 await self._stop_containers(self._kill_grace(kill), reason="Killing")
@@ -456,6 +449,37 @@ class PodWorker:
                 self._sync_status()
             await anyio.sleep(delay * 0.8)
 
+    async def _configure(self, container: Obj, view: ContainerView,
+                         image: ImageInfo) -> dict[str, str]:
+        """The container's env; while a required ConfigMap/Secret (or key) is missing it
+        waits in CreateContainerConfigError, retried when one changes or after a back-off
+        (kubelet retries on its next pod sync)."""
+        config = self.ctx.config
+        delay = 0.0
+        settings = self.ctx.settings
+        facts = PodFacts(pod_ip=self.pod_ip, host_ip=self.ctx.host_ip,
+                         node_allocatable=lambda: nodeinfo.capacity(
+                             max_pods=settings.max_pods_per_node,
+                             storage_path=settings.home))
+        while True:
+            try:
+                result = container_env(container, self.pod, base=base_env(image, self.pod),
+                                       sources=self.config, facts=facts)
+            except ConfigError as exc:
+                view.state = {"waiting": {"reason": "CreateContainerConfigError",
+                                          "message": str(exc)}}
+                self._event("Warning", "Failed", f"Error: {exc}")
+                self._sync_status()
+                self._first_attempt_done(view.name)
+                delay = (config.config_backoff_base if not delay
+                         else min(delay * 2, config.config_backoff_cap))
+                await self.config.wait_change(delay)
+                continue
+            for kind, where, names in result.skipped:
+                self._event("Warning", "InvalidEnvironmentVariableNames",
+                            skipped_message(kind, where, names))
+            return result.env
+
     async def _supervise(self, container: Obj) -> None:
         name = str(container.get("name"))
         view = self.views[name]
@@ -466,7 +490,7 @@ class PodWorker:
         assert self.sandbox is not None
         while not self.terminating:
             image = await self._pull(container, view)
-            env = container_env(container, image, self.pod)
+            env = await self._configure(container, view, image)
             if not first:
                 view.restart_count += 1
             first = False

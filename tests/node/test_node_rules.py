@@ -8,10 +8,11 @@ import pytest
 
 from miniorch.core.objects import Obj
 from miniorch.node.cri import ImageInfo
+from miniorch.node.envvars import PodFacts, container_env
 from miniorch.node.ipam import IpAllocator, node_pod_cidr
 from miniorch.node.podworker import (
+    base_env,
     container_argv,
-    container_env,
     go_duration,
     pod_limits,
 )
@@ -19,6 +20,22 @@ from miniorch.node.status import ContainerView, phase, qos_class
 
 IMAGE = ImageInfo(ref="kubia", id="sha256:x", entrypoint=("node", "app.js"), cmd=("--port", "80"),
                   env={"PATH": "/img/bin", "A": "image"})
+FACTS = PodFacts(pod_ip="10.244.1.5", host_ip="127.0.1.1")
+
+
+class NoObjects:
+    """Sources with no ConfigMap or Secret at all."""
+
+    def config_map(self, namespace: str, name: str) -> Obj | None:
+        return None
+
+    def secret(self, namespace: str, name: str) -> Obj | None:
+        return None
+
+
+def env_of(container: Obj, pod: Obj) -> dict[str, str]:
+    return container_env(container, pod, base=base_env(IMAGE, pod), sources=NoObjects(),
+                         facts=FACTS).env
 
 
 @pytest.mark.parametrize(("container", "argv"), [
@@ -31,15 +48,16 @@ IMAGE = ImageInfo(ref="kubia", id="sha256:x", entrypoint=("node", "app.js"), cmd
 ])
 def test_command_and_args_follow_kubernetes_rules(container: Obj, argv: tuple[str, ...]) -> None:
     pod: Obj = {"metadata": {"name": "kubia-x"}}
-    env = container_env(container, IMAGE, pod)
+    env = env_of(container, pod)
     assert container_argv(container, IMAGE, env) == argv
 
 
 def test_env_is_image_env_then_container_env() -> None:
     pod: Obj = {"metadata": {"name": "kubia-x"}}
-    env = container_env({"env": [{"name": "A", "value": "pod"}, {"name": "B", "value": "$(A)!"},
-                                 {"name": "C", "valueFrom": {"fieldRef": {}}}]}, IMAGE, pod)
-    assert env["A"] == "pod" and env["B"] == "pod!" and "C" not in env
+    env = env_of({"env": [{"name": "A", "value": "pod"}, {"name": "B", "value": "$(A)!"},
+                          {"name": "C", "valueFrom": {"fieldRef": {
+                              "fieldPath": "metadata.name"}}}]}, pod)
+    assert env["A"] == "pod" and env["B"] == "pod!" and env["C"] == "kubia-x"
     assert env["PATH"] == "/img/bin" and env["HOSTNAME"] == "kubia-x"
 
 
