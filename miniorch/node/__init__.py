@@ -16,7 +16,8 @@ Modules: `kubelet` (Node, Lease, watch, dispatch), `podworker` (one pod's life),
 `status` (phase, conditions, QoS), `probes`, `mailbox`, `ipam`, `events` (Events
 recorded off the critical path), `nodeinfo` (psutil capacity, nodeInfo), `config`
 (KubeletConfig knobs), `cri` (the runtime Protocol), `runtime`, `processes`,
-`envvars` (env, envFrom, valueFrom), `configwatch` (the ConfigMaps/Secrets a pod uses).
+`envvars` (env, envFrom, valueFrom), `configwatch` (the ConfigMaps/Secrets a pod uses),
+`volumes` (configMap, secret, emptyDir on the host), `atomicwriter` (their files).
 
 Performance: a burst of pods goes through the start path FCFS, `parallel_pod_starts`
 at a time per node (the rest wait in arrival order), so early pods run early; Events

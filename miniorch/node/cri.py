@@ -57,6 +57,31 @@ class ImageInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Tmpfs:
+    """A tmpfs over `path` in the pod's mount namespace (an emptyDir of medium Memory):
+    every container of the pod shares it, and it goes with the sandbox."""
+
+    path: Path
+    size_bytes: int | None = None
+    """None: the kernel's default (half the RAM)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mount:
+    """A host file or directory bound into a container (a volumeMount)."""
+
+    host_path: Path
+    container_path: str
+    read_only: bool = False
+    create: bool = False
+    """Create `host_path` as a directory if missing (an emptyDir subPath; on a tmpfs
+    only the pod's mount namespace sees, so the runtime does it, not the kubelet)."""
+    within: Path | None = None
+    """For a subPath: the volume it must stay inside once symlinks are resolved (a
+    container could plant a symlink to / in a shared emptyDir)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class SandboxConfig:
     """One pod's sandbox: network identity, cgroup limits, where its files go."""
 
@@ -75,6 +100,7 @@ class SandboxConfig:
     pids_max: int
     pod_dir: Path
     """$MINIORCH_HOME/pods/<ns>_<name>_<uid>: sandbox state, rootfs upper dirs, logs."""
+    tmpfs: tuple[Tmpfs, ...] = ()
     ports: tuple[int, ...] = ()
     """The pod's declared TCP containerPorts (a runtime without network isolation
     refuses a pod whose ports are taken: node/rootless.py PlainRuntime)."""
@@ -89,6 +115,8 @@ class ContainerConfig:
     workdir: str
     restart_count: int
     """Which incarnation this is (the runtime may key its scratch dirs on it)."""
+    mounts: tuple[Mount, ...] = ()
+    """Shallowest container path first."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,6 +192,12 @@ class ContainerRuntime(Protocol):
         """Fetch an image from where it comes from (even if present: `imagePullPolicy:
         Always`); `ImagePullError` if it cannot be had (its message is shown to the
         user), `NoImageSource` if nothing serves `ref`."""
+        ...
+
+    @property
+    def supports_mounts(self) -> bool:
+        """Whether containers get their `Mount`s and sandboxes their `Tmpfs`s (False:
+        no mount namespace, plain processes; the kubelet warns that volumes are off)."""
         ...
 
     def can_pull(self, ref: str) -> bool:

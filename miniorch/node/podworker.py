@@ -1,8 +1,10 @@
 """One pod worker per pod UID: sandbox, containers, probes, restarts, status, termination.
 
     Kubelet watch ──put(pod)──► Mailbox ──► PodWorker.run
-                                               ├─ _live: IP → [start slot] sandbox (retry,
-                                               │    back-off) → first container starts
+                                               ├─ _live: IP → volumes (volumes.py; FailedMount
+                                               │    until their ConfigMaps/Secrets exist) →
+                                               │    [start slot] sandbox (retry, back-off)
+                                               │    → first container starts
                                                │    └─ _supervise (one per container):
                                                │         image → env (envvars; waits in
                                                │         CreateContainerConfigError while a
@@ -14,6 +16,8 @@
                                                     → stop containers (grace) → destroy
                                                     → delete the pod (grace 0)
     every state change ──► _sync_status ──► registry (status subresource, only if changed)
+    ConfigWatch (a referenced ConfigMap/Secret changed) ──► volumes swapped in place,
+                                                            waiting containers retried
 
 Invariants:
 - Only this worker writes this pod's status, and only when it changed; the status it
@@ -59,6 +63,7 @@ from miniorch.node.cri import (
     ExitInfo,
     ImageInfo,
     ImagePullError,
+    Mount,
     NoImageSource,
     RuntimeContainer,
     RuntimeFailure,
@@ -71,6 +76,7 @@ from miniorch.node.ipam import IpAllocator
 from miniorch.node.mailbox import Mailbox, PodUpdate
 from miniorch.node.probes import ExecFn, ProbeSpec, run_probe
 from miniorch.node.status import ContainerView, phase, pod_status
+from miniorch.node.volumes import PodVolumes, VolumeError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,6 +240,8 @@ class PodWorker:
         self._all_ready = anyio.Event()
         self.config = ConfigWatch(ctx.registry, pod)
         """The ConfigMaps and Secrets the pod references (env, envFrom, volumes)."""
+        self.volumes = PodVolumes(pod, self.pod_dir, self.config)
+        self.config.on_change(self._refresh_volumes)
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -305,6 +313,7 @@ class PodWorker:
             self.pod_ip = old_ip
         self._sync_status()
         containers = pod.get("spec", {}).get("containers") or []
+        await self._setup_volumes()
         async with anyio.create_task_group() as tg:
             # First come, first served: a burst of pods goes through the start path a
             # few at a time, so the first pods run early instead of all of them late in
@@ -330,6 +339,46 @@ class PodWorker:
                 await self._teardown(grace=0, final=False)
             self._sync_status()
 
+    async def _setup_volumes(self) -> None:
+        """Volumes before the sandbox, as kubelet's WaitForAttachAndMount: a missing
+        ConfigMap/Secret keeps the pod in ContainerCreating (FailedMount, retried when
+        it appears or after a back-off)."""
+        volumes = self.volumes
+        for name in volumes.unsupported():
+            self._event("Warning", "FailedMount", f'volume "{name}": only configMap, secret '
+                        "and emptyDir volumes are supported; the containers run without it")
+        delay = 0.0
+        config = self.ctx.config
+        while True:
+            try:
+                # On the loop, not in a thread: the registry is not thread-safe, and a
+                # volume is a few small files.
+                volumes.setup()
+                break
+            except VolumeError as exc:
+                self._event("Warning", "FailedMount", exc.event_message())
+                delay = (config.config_backoff_base if not delay
+                         else min(delay * 2, config.config_backoff_cap))
+                await self.config.wait_change(delay)
+        spec = self.pod.get("spec") or {}
+        mounted = volumes.mounted_names({str(c.get("name")): c
+                                         for c in spec.get("containers") or []})
+        if mounted and not self.ctx.runtime.supports_mounts:
+            self._event("Warning", "FailedMount",
+                        f"volumes {', '.join(mounted)} are not mounted: plain processes have "
+                        "no mount namespace (isolation is off); the containers run without "
+                        f"them (their files are under {volumes.root})")
+
+    def _refresh_volumes(self) -> None:
+        """A referenced ConfigMap/Secret changed: swap the volume files (atomic writer)."""
+        try:
+            changed = self.volumes.refresh()
+        except VolumeError as exc:
+            self._event("Warning", "FailedMount", exc.event_message())
+            return
+        if changed:
+            self.log.info("volumes updated", volumes=changed)
+
     def _first_attempt_done(self, name: str) -> None:
         event = self._first_attempts.get(name)
         if event is not None:
@@ -343,7 +392,7 @@ class PodWorker:
             prefix_len=self.ctx.prefix_len, gateway=self.ctx.gateway,
             bridge=self.ctx.settings.network.bridge_name, cpu_millis=cpu,
             memory_bytes=memory, pids_max=self.ctx.config.default_pids_max,
-            pod_dir=self.pod_dir, ports=declared_ports(self.pod))
+            pod_dir=self.pod_dir, ports=declared_ports(self.pod), tmpfs=self.volumes.tmpfs())
         delay = 0.0
         while True:
             await slot.acquire_on_behalf_of(self)
@@ -494,14 +543,14 @@ class PodWorker:
             if not first:
                 view.restart_count += 1
             first = False
-            spec = ContainerConfig(
-                name=name, image=image, argv=container_argv(container, image, env), env=env,
-                workdir=str(container.get("workingDir") or image.workdir or "/"),
-                restart_count=view.restart_count)
             started_mono = self.ctx.clock.monotonic()
             if self.terminating:
                 return
             try:
+                spec = ContainerConfig(
+                    name=name, image=image, argv=container_argv(container, image, env),
+                    env=env, workdir=str(container.get("workingDir") or image.workdir or "/"),
+                    restart_count=view.restart_count, mounts=self._mounts(container))
                 if not spec.argv:
                     raise RuntimeFailure("no command specified")
                 proc = await self.sandbox.start_container(spec)
@@ -533,6 +582,14 @@ class PodWorker:
                             f"{name} in pod {self.name}_{self.namespace}({self.uid})")
                 self._sync_status()
                 await anyio.sleep(delay)
+
+    def _mounts(self, container: Obj) -> tuple[Mount, ...]:
+        if not self.ctx.runtime.supports_mounts:
+            return ()
+        try:
+            return self.volumes.mounts_for(container)
+        except VolumeError as exc:
+            raise RuntimeFailure(exc.event_message()) from exc
 
     async def _run_container(self, container: Obj, view: ContainerView, image: ImageInfo,
                              proc: RuntimeContainer, started_at: str) -> ExitInfo:

@@ -158,6 +158,10 @@ class ProcessRuntime:
     def version(self) -> str:
         return "miniorch://0.1.0-processes"
 
+    @property
+    def supports_mounts(self) -> bool:
+        return False  # host processes: no mount namespace to bind volumes in
+
     def can_pull(self, ref: str) -> bool:
         return False
 

@@ -43,7 +43,7 @@ from miniorch.node.cri import (
     SandboxConfig,
 )
 from miniorch.node.processes import ProcessSandbox, loopback_alias
-from miniorch.node.runtime import SandboxHandle, SandboxRuntime, sandbox_id
+from miniorch.node.runtime import SandboxHandle, SandboxRuntime, sandbox_id, tmpfs_mounts
 from miniorch.sandbox.cgroups import Cgroups
 from miniorch.sandbox.pod import DEFAULT_PATH, PodSandboxSpec, RootfsSpec, SandboxError
 from miniorch.sandbox.rootless import PodNetDialer, RootlessSandbox, make_removable
@@ -72,7 +72,8 @@ class UsernsRuntime(SandboxRuntime):
         spec = PodSandboxSpec(
             id=sandbox_id(self.id_prefix, config.pod_uid), hostname=config.hostname,
             ip=config.ip, prefix_len=config.prefix_len, gateway=config.gateway,
-            bridge="", state_dir=config.pod_dir / ".sandbox", pids_max=config.pids_max)
+            bridge="", state_dir=config.pod_dir / ".sandbox", pids_max=config.pids_max,
+            tmpfs=tmpfs_mounts(config))
         try:
             sandbox = await RootlessSandbox.create_rootless(spec, dialer=self.dialer)
         except (SandboxError, OSError, TimeoutError) as exc:
@@ -113,6 +114,10 @@ class PlainRuntime(SandboxRuntime):
     def __init__(self, *, images: ImageStore) -> None:
         super().__init__(images=images, cgroups=cast(Cgroups, _NoCgroupsAtAll()),
                          version="0.1.0-plain")
+
+    @property
+    def supports_mounts(self) -> bool:
+        return False  # host processes: no mount namespace to bind volumes in
 
     def host_argv(self, config: ContainerConfig) -> tuple[str, ...]:
         """argv with what exists only in the image mapped into its layers: absolute

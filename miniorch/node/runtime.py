@@ -4,7 +4,9 @@
                           └─► PodSandbox.create  (netns + veth on the bridge, cgroup, init)
     ContainerConfig ──► ContainerSpec(argv, env, workdir,
                                       rootfs=RootfsSpec(image layers (topmost first),
-                                                        <pod dir>/.rw/<name>/upper, .../work))
+                                                        <pod dir>/.rw/<name>/upper, .../work),
+                                      mounts=BindMount per volumeMount)
+    SandboxConfig.tmpfs ──► PodSandboxSpec.tmpfs (emptyDir medium Memory)
                           └─► PodSandbox.start_container ──► ContainerProcess
     image refs ──► ImageStore.resolve (present) / ImageStore.pull (built-in base images,
                    then configured registries; one pull per ref at a time) ──► ImageInfo
@@ -40,6 +42,7 @@ from miniorch.node.cri import (
 )
 from miniorch.sandbox.cgroups import Cgroups
 from miniorch.sandbox.pod import (
+    BindMount,
     ContainerProcess,
     ContainerSpec,
     PodSandbox,
@@ -47,11 +50,16 @@ from miniorch.sandbox.pod import (
     RootfsSpec,
     SandboxError,
     ShimSpawner,
+    TmpfsMount,
     exec_in_sandbox,
 )
 
 SANDBOX_ID_MAX = 15
 """Interface-name limit: the sandbox id names the host veth."""
+
+
+def tmpfs_mounts(config: SandboxConfig) -> list[TmpfsMount]:
+    return [TmpfsMount(path=t.path, size_bytes=t.size_bytes) for t in config.tmpfs]
 
 
 def sandbox_id(prefix: str, pod_uid: str) -> str:
@@ -122,7 +130,10 @@ class SandboxHandle:
         except (ImageError, OSError) as exc:
             raise RuntimeFailure(f"preparing the root filesystem: {exc}") from exc
         spec = ContainerSpec(name=config.name, argv=list(config.argv), env=dict(config.env),
-                             workdir=config.workdir or "/", rootfs=rootfs)
+                             workdir=config.workdir or "/", rootfs=rootfs,
+                             mounts=[BindMount(source=m.host_path, target=m.container_path,
+                                               read_only=m.read_only, create=m.create,
+                                               within=m.within) for m in config.mounts])
         try:
             process = await self.sandbox.start_container(spec)
         except (SandboxError, OSError) as exc:
@@ -199,6 +210,10 @@ class SandboxRuntime:
             raise ImagePullError(str(exc)) from exc
         return self._info(ref, image)
 
+    @property
+    def supports_mounts(self) -> bool:
+        return True
+
     def can_pull(self, ref: str) -> bool:
         try:
             return self.images.serves(ref)
@@ -221,7 +236,7 @@ class SandboxRuntime:
             ip=config.ip, prefix_len=config.prefix_len, gateway=config.gateway,
             bridge=config.bridge, state_dir=config.pod_dir / ".sandbox",
             cpu_millis=config.cpu_millis, memory_bytes=config.memory_bytes,
-            pids_max=config.pids_max)
+            pids_max=config.pids_max, tmpfs=tmpfs_mounts(config))
         try:
             sandbox = await PodSandbox.create(spec, cgroups=self.cgroups,
                                               spawner=self.spawner)

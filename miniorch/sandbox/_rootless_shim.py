@@ -149,6 +149,8 @@ def run_pod(parent_pid: int) -> None:
                 # A locked host mount: the pod keeps the host's file.
                 with contextlib.suppress(OSError):
                     shim.mount(source, target, "", shim.MS_BIND)
+        for tmpfs in config.get("tmpfs", ()):
+            shim.mount_tmpfs(tmpfs["path"], tmpfs.get("size"))
         listener = bind_unix(config["net_sock"])
         listener.listen(128)
         listener.setblocking(False)

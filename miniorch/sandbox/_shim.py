@@ -66,8 +66,12 @@ MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
 MS_BIND = 4096
 MS_REC = 16384
+MS_RELATIME = 1 << 21
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
@@ -190,8 +194,76 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
-def setup_rootfs(rootfs: dict[str, Any], etc_files: dict[str, str]) -> None:
-    """In a fresh mount namespace: overlay, /proc, /dev, /tmp, /etc files, pivot_root."""
+def secure_join(root: str, path: str) -> str:
+    """`root` + `path` with every symlink on the way resolved inside `root` (an image's
+    absolute symlink must not send a mount onto the host's own directories)."""
+    pending = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        if os.path.islink(candidate):
+            hops += 1
+            if hops > 40:
+                raise OSError(f"too many symlinks in {path}")
+            link = os.readlink(candidate)
+            if link.startswith("/"):
+                resolved = []
+            pending = [p for p in link.split("/") if p not in ("", ".")] + pending
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved)
+
+
+_KEPT_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+               (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME),
+               (os.ST_RELATIME, MS_RELATIME))
+
+
+def bind_volume(root: str, spec: dict[str, Any]) -> None:
+    """Bind a volume (`source` on the host side of the pod) at `target` in `root`."""
+    source = spec["source"]
+    if spec.get("create"):
+        _mkdirs(source, 0o777)
+    within = spec.get("within")
+    if within:
+        real, base = os.path.realpath(source), os.path.realpath(within)
+        if real != base and not real.startswith(base + "/"):
+            raise OSError(f"subPath {source} resolves outside its volume")
+    target = secure_join(root, spec["target"])
+    if os.path.isdir(source):
+        _mkdirs(target)
+    elif not os.path.exists(target):
+        _mkdirs(os.path.dirname(target))
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+    mount(source, target, "", MS_BIND | MS_REC)
+    if spec.get("read_only"):
+        # A read-only bind is a remount; in a user namespace it must keep the flags the
+        # source mount is locked with (nosuid, nodev, ...), or the kernel refuses it.
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY
+        fs_flags = os.statvfs(target).f_flag
+        for st_flag, ms_flag in _KEPT_FLAGS:
+            if fs_flags & st_flag:
+                flags |= ms_flag
+        mount("none", target, "", flags)
+
+
+def mount_tmpfs(path: str, size: int | None) -> None:
+    """An emptyDir of medium Memory, in the pod's mount namespace (see pod.TmpfsMount)."""
+    _mkdirs(path)
+    options = "mode=0777" + (f",size={size}" if size else "")
+    mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, options)
+
+
+def setup_rootfs(rootfs: dict[str, Any], etc_files: dict[str, str],
+                 mounts: Sequence[dict[str, Any]] = ()) -> None:
+    """In a fresh mount namespace: overlay, /proc, /dev, /tmp, /etc files, volumes,
+    pivot_root."""
     unshare(CLONE_NEWNS)
     mount("none", "/", "", MS_REC | MS_PRIVATE)
     root = rootfs["merged_dir"]
@@ -223,6 +295,8 @@ def setup_rootfs(rootfs: dict[str, Any], etc_files: dict[str, str]) -> None:
     mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     for rel, text in etc_files.items():
         _write(root + "/" + rel.lstrip("/"), text)
+    for spec in mounts:  # last: a volume at /tmp or /etc/... must not be covered
+        bind_volume(root, spec)
     os.chdir(root)
     pivot_root(".", ".")
     umount2(".", MNT_DETACH)
@@ -255,7 +329,7 @@ def start_container(req: dict[str, Any], fds: list[int]) -> int:
             os.setsid()
             join_cgroups(req["cgroup_procs"])
             if req.get("rootfs"):
-                setup_rootfs(req["rootfs"], req.get("etc_files", {}))
+                setup_rootfs(req["rootfs"], req.get("etc_files", {}), req.get("mounts", ()))
             for target, fd in enumerate(fds[:3]):
                 os.dup2(fd, target, inheritable=True)
             for fd in fds:
@@ -431,6 +505,8 @@ def run_pod(parent_pid: int) -> None:
         for target, source in config.get("etc_binds", {}).items():
             if os.path.isfile(target):
                 mount(source, target, "", MS_BIND)
+        for tmpfs in config.get("tmpfs", ()):
+            mount_tmpfs(tmpfs["path"], tmpfs.get("size"))
         init_pid: int | None = None
         if config.get("init", True):
             init_pid = fork_init(ctl, config["init_cgroup_procs"])

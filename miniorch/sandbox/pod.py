@@ -80,6 +80,29 @@ class SandboxError(RuntimeError):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TmpfsMount:
+    """A tmpfs the shim mounts over `path` in the pod's mount namespace, before any
+    container: all containers share it, the host never sees it, it dies with the pod."""
+
+    path: Path
+    size_bytes: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BindMount:
+    """A host path bound into a container's root filesystem at `target`."""
+
+    source: Path
+    target: str
+    """Absolute, inside the container (symlinks resolved within its root)."""
+    read_only: bool = False
+    create: bool = False
+    """mkdir `source` first (in the pod's mount namespace: it may be on a TmpfsMount)."""
+    within: Path | None = None
+    """`source`, symlinks resolved, must stay inside this directory."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class PodSandboxSpec:
     id: str
     """Unique; names the netns, the host veth and the cgroup (≤ 15 chars, [a-z0-9-])."""
@@ -100,6 +123,7 @@ class PodSandboxSpec:
     resolv_conf: str = DEFAULT_RESOLV_CONF
     """The pod's /etc/resolv.conf. Not the host's: its nameserver is not reachable from
     a pod (no forwarding), and every lookup would hang until its timeout."""
+    tmpfs: Sequence[TmpfsMount] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +145,8 @@ class ContainerSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     workdir: str = "/"
     rootfs: RootfsSpec | None = None
+    mounts: Sequence[BindMount] = ()
+    """Bound after the rootfs is set up, in this order (parents before children)."""
     tty: bool = False
     """Run on a new pty (its controlling terminal): `ContainerProcess.stdout` reads and
     `.stdin` writes the pty master; stderr is merged, as on a terminal. Without a tty
@@ -499,7 +525,15 @@ class PodSandbox:
         await self._configure_shim({
             "netns_path": str(netns_path(self.netns)), "hostname": spec.hostname,
             "init_cgroup_procs": init_cgroup.procs_files if init_cgroup else [],
-            "etc_binds": self._write_etc_binds(), "init": spec.init})
+            "etc_binds": self._write_etc_binds(), "init": spec.init,
+            "tmpfs": self._tmpfs_config()})
+
+    def _tmpfs_config(self) -> list[dict[str, Any]]:
+        for tmpfs in self.spec.tmpfs:
+            # Made here, as the cluster's user: the shim mounts over it in the pod's
+            # mount namespace, where the host's copy stays an empty directory.
+            tmpfs.path.mkdir(parents=True, exist_ok=True)
+        return [{"path": str(t.path), "size": t.size_bytes} for t in self.spec.tmpfs]
 
     def _etc_files(self) -> dict[str, str]:
         spec = self.spec
@@ -539,6 +573,13 @@ class PodSandbox:
                              "upper_dir": str(rootfs.upper_dir),
                              "work_dir": str(rootfs.work_dir), "merged_dir": str(merged)}
             req["etc_files"] = self._etc_files()
+            req["mounts"] = [{"source": str(m.source), "target": m.target,
+                              "read_only": m.read_only, "create": m.create,
+                              "within": str(m.within) if m.within else None}
+                             for m in cspec.mounts]
+        elif cspec.mounts:
+            raise SandboxError(f"container {cspec.name}: volume mounts need a root "
+                               "filesystem")
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         pty_master: int | None = None
         if cspec.tty:

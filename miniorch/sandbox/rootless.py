@@ -146,7 +146,7 @@ class RootlessSandbox(PodSandbox):
         await self._spawn_shim(ROOTLESS_SHIM)  # no spawner: always a direct child
         await self._configure_shim({
             "hostname": spec.hostname, "ip": spec.ip, "etc_binds": self._write_etc_binds(),
-            "init": spec.init, "net_sock": str(self.net_sock)})
+            "init": spec.init, "net_sock": str(self.net_sock), "tmpfs": self._tmpfs_config()})
 
     async def start_container(self, cspec: ContainerSpec) -> ContainerProcess:
         proc = await super().start_container(cspec)
