@@ -489,7 +489,8 @@ def validate_pod_spec(spec: Obj, path: str) -> list[Cause]:
             if name in volumes:
                 causes.append(duplicate(f"{vpath}.name", name))
             volumes.add(name)
-    containers = as_list(spec.get("containers"))
+        causes.extend(_validate_volume_source(volume, vpath))
+    containers = as_list(spec.get(\"containers\"))
     if not containers:
         causes.append(required(f"{path}.containers"))
     names: set[str] = set()
@@ -582,10 +583,12 @@ def _validate_container(container: Obj, path: str, volumes: set[str]) -> list[Ca
         ename = env.get("name") or ""
         if not ename:
             causes.append(required(f"{path}.env[{i}].name"))
-        elif "=" in ename or not all(" " <= ch <= "~" for ch in ename):
-            causes.append(invalid(f"{path}.env[{i}].name", ename,
-                                  "a valid environment variable name must consist only of "
-                                  "printable ASCII characters other than '='"))
+        elif not _env_name_ok(ename):
+            causes.append(invalid(f"{path}.env[{i}].name", ename, _ENV_NAME_MESSAGE))
+        if env.get("valueFrom") is not None:
+            causes.extend(_validate_env_source(env, f"{path}.env[{i}]"))
+    for i, source in enumerate(as_list(container.get("envFrom"))):
+        causes.extend(_validate_env_from(as_dict(source), f"{path}.envFrom[{i}]"))
     mount_paths: set[str] = set()
     for i, mount in enumerate(as_list(container.get("volumeMounts"))):
         mount = as_dict(mount)
@@ -601,6 +604,9 @@ def _validate_container(container: Obj, path: str, volumes: set[str]) -> list[Ca
         elif mount_path in mount_paths:
             causes.append(invalid(f"{mpath}.mountPath", mount_path, "must be unique"))
         mount_paths.add(mount_path)
+        sub_path = mount.get("subPath") or ""
+        if sub_path:
+            causes.extend(_validate_local_path(sub_path, f"{mpath}.subPath"))
     pull = container.get("imagePullPolicy") or ""
     if not pull:
         causes.append(required(f"{path}.imagePullPolicy"))
@@ -611,6 +617,139 @@ def _validate_container(container: Obj, path: str, volumes: set[str]) -> list[Ca
         probe = container.get(probe_key)
         if isinstance(probe, dict):
             causes.extend(_validate_probe(probe, f"{path}.{probe_key}", probe_key))
+    return causes
+
+
+_ENV_NAME_MESSAGE = ("a valid environment variable name must consist only of printable "
+                     "ASCII characters other than '='")
+_ENV_FIELD_PATHS = ("metadata.annotations", "metadata.labels", "metadata.name",
+                    "metadata.namespace", "metadata.uid", "spec.nodeName",
+                    "spec.serviceAccountName", "status.hostIP", "status.hostIPs",
+                    "status.podIP", "status.podIPs")
+_ENV_RESOURCES = ("limits.cpu", "limits.ephemeral-storage", "limits.memory", "requests.cpu",
+                  "requests.ephemeral-storage", "requests.memory")
+_CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+_INDEXED_FIELD = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
+_VOLUME_SOURCES = ("hostPath", "emptyDir", "secret", "configMap", "persistentVolumeClaim",
+                   "downwardAPI", "projected", "nfs", "csi", "ephemeral", "image")
+_MEDIUMS = ("", "Memory", "HugePages")
+
+
+def _env_name_ok(name: str) -> bool:
+    return "=" not in name and all(" " <= ch <= "~" for ch in name)
+
+
+def _validate_local_path(value: str, path: str) -> list[Cause]:
+    """validateLocalDescendingPath: relative, no `..` element."""
+    if value.startswith("/"):
+        return [invalid(path, value, "must be a relative path")]
+    if ".." in value.split("/"):
+        return [invalid(path, value, "must not contain '..'")]
+    return []
+
+
+def _validate_mode(value: Any, path: str) -> list[Cause]:
+    if value is None or (isinstance(value, int) and 0 <= value <= 0o777):
+        return []
+    return [invalid(path, value, "must be a number between 0 and 0777 (octal), both inclusive")]
+
+
+def _validate_key(key: Any, path: str) -> list[Cause]:
+    if not key:
+        return [required(path)]
+    if not _CONFIG_KEY.fullmatch(str(key)) or len(str(key)) > 253:
+        return [invalid(path, key, "a valid config key must consist of alphanumeric "
+                        "characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or "
+                        "'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")]
+    return []
+
+
+def _validate_volume_source(volume: Obj, path: str) -> list[Cause]:
+    """validateVolumeSource: exactly one source; configMap, secret, emptyDir fields."""
+    present = [key for key in _VOLUME_SOURCES if volume.get(key) is not None]
+    if not present:
+        return [required(path, "must specify a volume type")]
+    causes = [forbidden(f"{path}.{key}", "may not specify more than 1 volume type")
+              for key in present[1:]]
+    key = present[0]
+    source = as_dict(volume.get(key))
+    spath = f"{path}.{key}"
+    if key in ("configMap", "secret"):
+        name_field = "name" if key == "configMap" else "secretName"
+        if not source.get(name_field):
+            causes.append(required(f"{spath}.{name_field}"))
+        causes.extend(_validate_mode(source.get("defaultMode"), f"{spath}.defaultMode"))
+        for i, item in enumerate(as_list(source.get("items"))):
+            item = as_dict(item)
+            ipath = f"{spath}.items[{i}]"
+            causes.extend(_validate_key(item.get("key"), f"{ipath}.key"))
+            if not item.get("path"):
+                causes.append(required(f"{ipath}.path"))
+            else:
+                item_path = str(item["path"])
+                causes.extend(_validate_local_path(item_path, f"{ipath}.path"))
+                if item_path.startswith(".."):
+                    causes.append(invalid(f"{ipath}.path", item_path,
+                                          "must not start with '..'"))
+            causes.extend(_validate_mode(item.get("mode"), f"{ipath}.mode"))
+    elif key == "emptyDir":
+        medium = source.get("medium") or ""
+        if medium not in _MEDIUMS:
+            causes.append(not_supported(f"{spath}.medium", medium, _MEDIUMS))
+    return causes
+
+
+def _validate_env_source(env: Obj, path: str) -> list[Cause]:
+    """validateEnvVarValueFrom: one source, and not with `value`."""
+    source = as_dict(env.get("valueFrom"))
+    vpath = f"{path}.valueFrom"
+    causes: list[Cause] = []
+    if env.get("value"):
+        causes.append(invalid(vpath, "", "may not be specified when `value` is not empty"))
+    kinds = [k for k in ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef")
+             if source.get(k) is not None]
+    if not kinds:
+        return [*causes, invalid(vpath, "", "must specify one of: `fieldRef`, "
+                                 "`resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`")]
+    if len(kinds) > 1:
+        return [*causes, invalid(vpath, "", "may not have more than one field specified at a "
+                                 "time")]
+    ref = as_dict(source.get(kinds[0]))
+    rpath = f"{vpath}.{kinds[0]}"
+    if kinds[0] == "fieldRef":
+        field_path = ref.get("fieldPath") or ""
+        indexed = _INDEXED_FIELD.match(str(field_path))
+        if not field_path:
+            causes.append(required(f"{rpath}.fieldPath"))
+        elif indexed is None and (field_path not in _ENV_FIELD_PATHS or field_path in (
+                "metadata.annotations", "metadata.labels")):
+            causes.append(not_supported(f"{rpath}.fieldPath", field_path, _ENV_FIELD_PATHS))
+    elif kinds[0] == "resourceFieldRef":
+        resource = ref.get("resource") or ""
+        if not resource:
+            causes.append(required(f"{rpath}.resource"))
+        elif resource not in _ENV_RESOURCES:
+            causes.append(not_supported(f"{rpath}.resource", resource, _ENV_RESOURCES))
+    else:
+        causes.extend(_validate_key(ref.get("key"), f"{rpath}.key"))
+        if not ref.get("name"):
+            causes.append(required(f"{rpath}.name"))
+    return causes
+
+
+def _validate_env_from(source: Obj, path: str) -> list[Cause]:
+    """validateEnvFrom: one of configMapRef/secretRef, a valid prefix."""
+    causes: list[Cause] = []
+    prefix = source.get("prefix") or ""
+    if prefix and not _env_name_ok(str(prefix)):
+        causes.append(invalid(f"{path}.prefix", prefix, _ENV_NAME_MESSAGE))
+    kinds = [k for k in ("configMapRef", "secretRef") if source.get(k) is not None]
+    if not kinds:
+        causes.append(invalid(path, "", "must specify one of: `configMapRef` or `secretRef`"))
+    elif len(kinds) > 1:
+        causes.append(invalid(path, "", "may not have more than one field specified at a time"))
+    elif not as_dict(source.get(kinds[0])).get("name"):
+        causes.append(required(f"{path}.{kinds[0]}.name"))
     return causes
 
 

@@ -327,3 +327,77 @@ def test_prune_and_check_unknown_fields() -> None:
     assert kind_of(PODS).find_unknown_fields(obj, prune=True) == ["spec.containers[0].imagee"]
     assert "imagee" not in obj["spec"]["containers"][0]
     assert "imagee" not in obj["spec"]["containers"][0]
+
+
+# ---- env sources and volumes ------------------------------------------------------------
+
+
+def with_volumes(*volumes: Obj, **container: object) -> Obj:
+    obj = pod(**container)
+    obj["spec"]["volumes"] = list(volumes)
+    return obj
+
+
+def test_env_sources_volumes_and_mounts_that_kubernetes_accepts() -> None:
+    check(PODS, with_volumes(
+        {"name": "cfg", "configMap": {"name": "c", "items": [{"key": "a.b", "path": "x/y",
+                                                               "mode": 0o400}]}},
+        {"name": "sec", "secret": {"secretName": "s", "defaultMode": 0o440}},
+        {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+        env=[{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+             {"name": "B", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory",
+                                                              "divisor": "1Mi"}}},
+             {"name": "C", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k",
+                                                          "optional": True}}}],
+        envFrom=[{"prefix": "CFG_", "configMapRef": {"name": "c"}}],
+        volumeMounts=[{"name": "cfg", "mountPath": "/etc/cfg"},
+                      {"name": "mem", "mountPath": "/m", "subPath": "a/b"}]))
+
+
+@pytest.mark.parametrize(("obj", "cause"), [
+    pytest.param(pod(env=[{"name": "A", "value": "x", "valueFrom": {
+        "fieldRef": {"fieldPath": "metadata.name"}}}]),
+        'spec.containers[0].env[0].valueFrom: Invalid value: "": may not be specified when '
+        "`value` is not empty", id="value-and-valueFrom"),
+    pytest.param(pod(env=[{"name": "A", "valueFrom": {}}]),
+                 'spec.containers[0].env[0].valueFrom: Invalid value: "": must specify one of: '
+                 "`fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
+                 id="empty-valueFrom"),
+    pytest.param(pod(env=[{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "spec.x"}}}]),
+                 'spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: Unsupported value: '
+                 '"spec.x": supported values: "metadata.annotations", "metadata.labels", '
+                 '"metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", '
+                 '"spec.serviceAccountName", "status.hostIP", "status.hostIPs", '
+                 '"status.podIP", "status.podIPs"', id="field-path"),
+    pytest.param(pod(env=[{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "c",
+                                                                          "key": "a b"}}}]),
+                 "spec.containers[0].env[0].valueFrom.configMapKeyRef.key: Invalid value: "
+                 "\"a b\": a valid config key must consist of alphanumeric characters, '-', "
+                 "'_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for "
+                 "validation is '[-._a-zA-Z0-9]+')", id="config-key"),
+    pytest.param(pod(envFrom=[{"prefix": "P"}]),
+                 'spec.containers[0].envFrom[0]: Invalid value: "": must specify one of: '
+                 "`configMapRef` or `secretRef`", id="envFrom-source"),
+    pytest.param(with_volumes({"name": "v", "configMap": {"name": "c"}, "emptyDir": {}}),
+                 "spec.volumes[0].configMap: Forbidden: may not specify more than 1 volume type",
+                 id="two-sources"),
+    pytest.param(with_volumes({"name": "v", "secret": {}}),
+                 "spec.volumes[0].secret.secretName: Required value", id="secret-name"),
+    pytest.param(with_volumes({"name": "v", "configMap": {"name": "c", "defaultMode": 0o1000}}),
+                 "spec.volumes[0].configMap.defaultMode: Invalid value: 512: must be a number "
+                 "between 0 and 0777 (octal), both inclusive", id="mode"),
+    pytest.param(with_volumes({"name": "v", "configMap": {"name": "c", "items": [
+        {"key": "k", "path": "../k"}]}}),
+        "[spec.volumes[0].configMap.items[0].path: Invalid value: \"../k\": must not contain "
+        "'..', spec.volumes[0].configMap.items[0].path: Invalid value: \"../k\": must not "
+        "start with '..']", id="item-path"),
+    pytest.param(with_volumes({"name": "v", "emptyDir": {"medium": "Disk"}}),
+                 'spec.volumes[0].emptyDir.medium: Unsupported value: "Disk": supported '
+                 'values: "", "Memory", "HugePages"', id="medium"),
+    pytest.param(with_volumes({"name": "v", "emptyDir": {}}, volumeMounts=[
+        {"name": "v", "mountPath": "/v", "subPath": "/abs"}]),
+        'spec.containers[0].volumeMounts[0].subPath: Invalid value: "/abs": must be a '
+        "relative path", id="subPath"),
+])
+def test_env_source_and_volume_errors(obj: Obj, cause: str) -> None:
+    assert invalid(PODS, obj).message == f'Pod "kubia" is invalid: {cause}'
