@@ -490,7 +490,7 @@ def validate_pod_spec(spec: Obj, path: str) -> list[Cause]:
                 causes.append(duplicate(f"{vpath}.name", name))
             volumes.add(name)
         causes.extend(_validate_volume_source(volume, vpath))
-    containers = as_list(spec.get(\"containers\"))
+    containers = as_list(spec.get("containers"))
     if not containers:
         causes.append(required(f"{path}.containers"))
     names: set[str] = set()
