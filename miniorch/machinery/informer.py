@@ -130,7 +130,7 @@ class SharedInformer:
         except Exception:
             # One consumer's bug must not starve the others of events.
             log.exception("informer handler failed", resource=self.resource.plural,
-                          object=name_of(event.object), event=event.type)
+                          object=name_of(event.object), change=event.type)
 
     def _dispatch(self, event: InformerEvent) -> None:
         for handler in tuple(self._handlers):  # a handler may unregister itself
