@@ -13,6 +13,7 @@ import pytest
 
 import miniorch.api.store as store_module
 from miniorch.api.kinds import NAMESPACES, PODS, RESOURCES, SERVICES
+from miniorch.api.store import Store
 from miniorch.controllers.manager import ControllerManager
 from miniorch.core.objects import Obj
 from miniorch.core.settings import Settings
@@ -23,10 +24,10 @@ from miniorch.machinery.readonly import FrozenDict, freeze, thaw
 WAIT = 5.0
 
 
-def open_watches(cluster: Any) -> dict[str, int]:
+def open_watches(store: Store) -> dict[str, int]:
     """Watches the store is feeding right now, per resource (the boundary we count)."""
     counts: dict[str, int] = {}
-    for watcher in cluster.store._watchers:
+    for watcher in store._watchers:
         counts[watcher.resource_key] = counts.get(watcher.resource_key, 0) + 1
     return counts
 
@@ -65,11 +66,11 @@ async def test_two_consumers_share_one_list_and_one_watch(cluster: Any,
     factory = SharedInformerFactory(cluster.registry)
     first, second = Seen(), Seen()
     async with run_actors(factory.run):
-        before = open_watches(cluster).get(PODS.key, 0)
+        before = open_watches(cluster.store).get(PODS.key, 0)
         with factory.informer(PODS).add_handler(first), \
                 factory.informer(PODS).add_handler(second):
             assert factory.informer(PODS) is factory.informer(PODS)
-            assert open_watches(cluster)[PODS.key] == before + 1
+            assert open_watches(cluster.store)[PODS.key] == before + 1
             make_pod(cluster, "web")
             await first.wait_for(lambda: ("ADDED", "web") in first.events)
             await second.wait_for(lambda: ("ADDED", "web") in second.events)
@@ -81,7 +82,7 @@ async def test_two_consumers_share_one_list_and_one_watch(cluster: Any,
             await second.wait_for(lambda: ("DELETED", "web") in second.events)
         assert first.events == second.events == [("ADDED", "web"), ("DELETED", "web")]
     # The factory stopped: its watches are closed.
-    assert open_watches(cluster).get(PODS.key, 0) == before
+    assert open_watches(cluster.store).get(PODS.key, 0) == before
 
 
 async def test_handler_added_after_start_gets_the_cache_as_added(cluster: Any,
@@ -131,7 +132,7 @@ async def test_relist_after_gone_reports_vanished_objects_to_every_handler(
             assert {n for kind, n in seen.events if kind == "ADDED"} == \
                 {"old-1", "old-2", *(f"new-{i}" for i in range(10)), "old-0"}
     assert informer.relists >= 1
-    assert open_watches(cluster).get(PODS.key, 0) == 0
+    assert open_watches(cluster.store).get(PODS.key, 0) == 0
 
 
 async def test_a_failing_handler_does_not_starve_the_others(cluster: Any,
@@ -178,19 +179,19 @@ async def test_controllers_on_one_factory_keep_their_own_queues(cluster: Any,
                        sources=[Source(NAMESPACES, keys)], informers=factory)
             for i, rec in enumerate(recs)]
     async with run_actors(factory.run, *(c.run for c in ctls)):
-        assert open_watches(cluster)[NAMESPACES.key] == 1
+        assert open_watches(cluster.store)[NAMESPACES.key] == 1
         assert ctls[0].queue is not ctls[1].queue
         with anyio.fail_after(WAIT):
             for rec in recs:  # each controller reconciled the key from its own queue
                 await rec.saw_default.wait()
-    assert open_watches(cluster).get(NAMESPACES.key, 0) == 0
+    assert open_watches(cluster.store).get(NAMESPACES.key, 0) == 0
 
 
 async def test_controller_manager_opens_one_watch_per_resource(cluster: Any, run_actors: Any,
                                                                tmp_path: Any) -> None:
     manager = ControllerManager(cluster.registry, Settings(home=tmp_path), cluster.clock)
     async with run_actors(manager.run):
-        watched = open_watches(cluster)
+        watched = open_watches(cluster.store)
         # The garbage collector follows every kind but Events; the others add none.
         assert watched == {r.key: 1 for r in RESOURCES if r.plural != "events"}
         assert manager.informers.resources == sorted(watched)
