@@ -5,6 +5,7 @@ begins only when the previous is really ready (port bound, node registered):
 
     store + registry (objects restored from SQLite)
       → host network (bridge)      → ApiServer (HTTPS bound, kubeconfig written)
+      → SharedInformerFactory      (one list + watch per resource, for every actor below)
       → ControllerManager          → Kubelet node-1..N (each Node Ready)
       → ServiceProxy               → demo: kubia image, RC and LoadBalancer Service
 
@@ -37,6 +38,7 @@ from miniorch.core.objects import NodeName, Obj
 from miniorch.core.settings import Settings
 from miniorch.images import ImageStore, build
 from miniorch.images.regconfig import open_store
+from miniorch.machinery.informer import SharedInformerFactory
 from miniorch.node.cri import ContainerRuntime
 from miniorch.node.kubelet import Kubelet
 from miniorch.node.runtime import SandboxRuntime
@@ -152,8 +154,12 @@ class Cluster:
             demo_build = _BackgroundBuild(images, SAMPLE_APP_DIR, DEMO_APP)
             tg.start_soon(demo_build.run)
 
+        # One informer per resource, shared: the controllers, every kubelet and the
+        # proxy register handlers on the same pods/services/... watches.
+        informers = SharedInformerFactory(registry)
+        await tg.start(informers.run)
         await tg.start(ControllerManager(registry=registry, settings=settings,
-                                         clock=self.clock).run)
+                                         clock=self.clock, informers=informers).run)
         runtime, dialer = runtime_for_mode(self.mode, images)
         if isinstance(runtime, SandboxRuntime) and ShimSpawner.available():
             # Pod shims are forked from one small zygote, not from this big process:
@@ -161,13 +167,14 @@ class Cluster:
             runtime.spawner = self.spawner = ShimSpawner()
         async with anyio.create_task_group() as nodes_tg:
             for index in range(1, settings.nodes + 1):
-                nodes_tg.start_soon(self._start_node, tg, index, registry, runtime, dialer)
+                nodes_tg.start_soon(self._start_node, tg, index, registry, informers,
+                                    runtime, dialer)
         self.report(f"{settings.nodes} nodes Ready ({self.times.mark('nodes'):.2f}s)")
         await tg.start(ServiceProxy(registry=registry, settings=settings,
                                     local_addresses=(_HostAddresses(host_network)
                                                      if host_network is not None
                                                      else NoLocalAddresses()),
-                                    dialer=dialer,
+                                    dialer=dialer, informers=informers,
                                     clock=self.clock).run)
         self.report(f"cluster Ready ({self.times.mark('ready'):.2f}s)")
 
@@ -183,10 +190,11 @@ class Cluster:
         task_status.started(url)
 
     async def _start_node(self, tg: anyio.abc.TaskGroup, index: int, registry: Registry,
-                          runtime: ContainerRuntime, dialer: Dialer | None) -> None:
+                          informers: SharedInformerFactory, runtime: ContainerRuntime,
+                          dialer: Dialer | None) -> None:
         kubelet = Kubelet(name=NodeName(f"node-{index}"), index=index, registry=registry,
                           settings=self.settings, clock=self.clock, runtime=runtime,
-                          dialer=dialer)
+                          dialer=dialer, informers=informers)
         await tg.start(kubelet.run)
 
     async def _deploy_demo(self, registry: Registry) -> str:

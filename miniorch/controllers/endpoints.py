@@ -36,14 +36,9 @@ from miniorch.api.kinds import ENDPOINTS, PODS, SERVICES
 from miniorch.api.registry import Registry
 from miniorch.api.selectors import LabelSelector
 from miniorch.controllers.pods import TERMINAL_PHASES, is_ready, phase_of
-from miniorch.controllers.reconciler import (
-    Controller,
-    InformerEvent,
-    ObjectKey,
-    Result,
-    Source,
-)
 from miniorch.core.objects import Obj, is_terminating, labels_of
+from miniorch.machinery.controller import Controller, ObjectKey, Result, Source
+from miniorch.machinery.informer import InformerEvent, SharedInformerFactory
 
 log = structlog.get_logger(__name__)
 
@@ -183,8 +178,10 @@ class EndpointsReconciler:
         return Result()
 
 
-def endpoints_controller(registry: Registry, *, workers: int = 2) -> Controller[ObjectKey]:
+def endpoints_controller(registry: Registry, *, workers: int = 2,
+                         informers: SharedInformerFactory | None = None
+                         ) -> Controller[ObjectKey]:
     """The controller actor: `await tg.start(endpoints_controller(registry).run)`."""
     reconciler = EndpointsReconciler(registry)
     return Controller(name="endpoints-controller", registry=registry, reconciler=reconciler,
-                      sources=reconciler.sources(), workers=workers)
+                      sources=reconciler.sources(), workers=workers, informers=informers)

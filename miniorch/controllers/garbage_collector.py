@@ -33,8 +33,9 @@ import structlog
 from miniorch.api.errors import NotFound
 from miniorch.api.kinds import EVENTS, Resource, UnknownResourceError
 from miniorch.api.registry import Registry
-from miniorch.controllers.reconciler import Controller, InformerEvent, Result, Source
 from miniorch.core.objects import Obj, is_terminating, name_of, namespace_of, uid_of
+from miniorch.machinery.controller import Controller, Result, Source
+from miniorch.machinery.informer import InformerEvent, SharedInformerFactory
 
 log = structlog.get_logger(__name__)
 
@@ -136,8 +137,10 @@ class GarbageCollector:
         return Result()
 
 
-def garbage_collector(registry: Registry, *, workers: int = 2) -> Controller[DependentKey]:
+def garbage_collector(registry: Registry, *, workers: int = 2,
+                      informers: SharedInformerFactory | None = None
+                      ) -> Controller[DependentKey]:
     """The collector actor: `await tg.start(garbage_collector(registry).run)`."""
     collector = GarbageCollector(registry)
     return Controller(name="garbage-collector", registry=registry, reconciler=collector,
-                      sources=collector.sources(), workers=workers)
+                      sources=collector.sources(), workers=workers, informers=informers)

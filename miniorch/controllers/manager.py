@@ -6,9 +6,14 @@
                            ├─ garbage-collector        (dependents of deleted owners)
                            └─ node-lifecycle           (dead nodes, eviction)
 
+The loops share one `SharedInformerFactory` (the cluster's, passed in, so the kubelets
+and the proxy share the same watches; or the manager's own, run first): the pods the
+scheduler, the RC controller, the endpoints controller and the garbage collector all
+follow cost one list and one watch. Each loop keeps its own work queue.
+
 Each loop is started with `await tg.start(...)`, so `run` reports started only once
-every informer has listed and every worker is running. Cancelling the manager stops
-them all (structured concurrency: nothing outlives it).
+every mapper has seen the informers' caches and every worker is running. Cancelling
+the manager stops them all (structured concurrency: nothing outlives it).
 """
 
 from __future__ import annotations
@@ -25,26 +30,33 @@ from miniorch.controllers.replication import replication_controller
 from miniorch.controllers.scheduler import scheduler
 from miniorch.core.clock import Clock, SystemClock
 from miniorch.core.settings import Settings
+from miniorch.machinery.informer import SharedInformerFactory
 
 log = structlog.get_logger(__name__)
 
 
 class ControllerManager:
     def __init__(self, registry: Registry, settings: Settings,
-                 clock: Clock | None = None, *, node_check_period: float = 1.0) -> None:
+                 clock: Clock | None = None, *, node_check_period: float = 1.0,
+                 informers: SharedInformerFactory | None = None) -> None:
         self.registry = registry
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.scheduler = scheduler(registry, clock=self.clock,
+        self.informers = informers or SharedInformerFactory(registry)
+        self._own_informers = informers is None
+        shared = self.informers
+        self.scheduler = scheduler(registry, clock=self.clock, informers=shared,
                                    default_max_pods=settings.max_pods_per_node)
-        self.replication = replication_controller(registry, clock=self.clock)
-        self.endpoints = endpoints_controller(registry)
-        self.garbage_collector = garbage_collector(registry)
+        self.replication = replication_controller(registry, clock=self.clock, informers=shared)
+        self.endpoints = endpoints_controller(registry, informers=shared)
+        self.garbage_collector = garbage_collector(registry, informers=shared)
         self.node_lifecycle = NodeLifecycleController(registry, settings, self.clock,
                                                       period=node_check_period)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
+            if self._own_informers:
+                await tg.start(self.informers.run)
             # The scheduler first: pods the RC controller creates at start-up are
             # bound as soon as they appear.
             await tg.start(self.scheduler.run)

@@ -46,15 +46,10 @@ from miniorch.controllers.pods import (
     phase_of,
     restart_count,
 )
-from miniorch.controllers.reconciler import (
-    Controller,
-    InformerEvent,
-    ObjectKey,
-    Result,
-    Source,
-)
 from miniorch.core.clock import Clock, SystemClock, parse_rfc3339, rfc3339
 from miniorch.core.objects import Obj, controller_ref, is_terminating, labels_of, uid_of
+from miniorch.machinery.controller import Controller, ObjectKey, Result, Source
+from miniorch.machinery.informer import InformerEvent, SharedInformerFactory
 
 log = structlog.get_logger(__name__)
 
@@ -371,8 +366,10 @@ class ReplicationControllerReconciler:
 
 
 def replication_controller(registry: Registry, *, clock: Clock | None = None,
-                           workers: int = 5) -> Controller[ObjectKey]:
+                           workers: int = 5, informers: SharedInformerFactory | None = None
+                           ) -> Controller[ObjectKey]:
     """The controller actor: `await tg.start(replication_controller(reg).run)`."""
     reconciler = ReplicationControllerReconciler(registry, clock=clock)
     return Controller(name="replication-controller", registry=registry,
-                      reconciler=reconciler, sources=reconciler.sources(), workers=workers)
+                      reconciler=reconciler, sources=reconciler.sources(), workers=workers,
+                      informers=informers)

@@ -43,16 +43,11 @@ from miniorch.api.errors import Conflict, NotFound
 from miniorch.api.kinds import NODES, PODS
 from miniorch.api.registry import Registry
 from miniorch.controllers.pods import TERMINAL_PHASES, condition, phase_of, set_condition
-from miniorch.controllers.reconciler import (
-    Controller,
-    InformerEvent,
-    ObjectKey,
-    Result,
-    Source,
-)
 from miniorch.core.clock import Clock, SystemClock, rfc3339
 from miniorch.core.objects import Obj, controller_ref, is_terminating, name_of
 from miniorch.core.quantity import QuantityError, cpu_millis, to_int
+from miniorch.machinery.controller import Controller, ObjectKey, Result, Source
+from miniorch.machinery.informer import InformerEvent, SharedInformerFactory
 
 log = structlog.get_logger(__name__)
 
@@ -398,8 +393,9 @@ class Scheduler:
 
 
 def scheduler(registry: Registry, *, clock: Clock | None = None,
-              default_max_pods: int = DEFAULT_MAX_PODS) -> Controller[ObjectKey]:
+              default_max_pods: int = DEFAULT_MAX_PODS,
+              informers: SharedInformerFactory | None = None) -> Controller[ObjectKey]:
     """The scheduler actor: `await tg.start(scheduler(registry).run)`."""
     reconciler = Scheduler(registry, clock=clock, default_max_pods=default_max_pods)
     return Controller(name=SCHEDULER_NAME, registry=registry, reconciler=reconciler,
-                      sources=reconciler.sources(), workers=1)
+                      sources=reconciler.sources(), workers=1, informers=informers)

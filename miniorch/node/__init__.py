@@ -1,6 +1,6 @@
 """The node actor (kubelet): runs the pods bound to one node as sandboxed processes.
 
-    registry ──watch pods spec.nodeName=<node>──► Kubelet ──► PodWorker per pod UID
+    shared pods informer ──spec.nodeName=<node>──► Kubelet ──► PodWorker per pod UID
        ▲                                            │            │ (Mailbox: latest pod,
        │  Node + Lease (register, heartbeat)        │            │  kill is sticky)
        ├────────────────────────────────────────────┘            ▼

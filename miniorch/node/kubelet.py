@@ -4,13 +4,17 @@
       ├─ register Node (create or update) + Lease; events Starting, NodeReady
       │    └─ task_status.started()
       ├─ _heartbeat: every node_heartbeat_seconds renew the Lease and the Ready condition
-      └─ _watch_pods: list + watch pods with spec.nodeName=<me>  (Gone → re-list)
+      └─ _follow_pods: a handler on the shared pods informer (one watch for every
+         node and controller), keeping pods with spec.nodeName=<me>
            └─ _dispatch(pod) ──► PodWorker[uid].mailbox  (a new worker per new UID)
 
 Invariants:
 - One worker per pod UID, in this actor's task group; a worker that finished (its pod
   deleted) is remembered until the store's DELETED event, so late MODIFIED events of a
   pod being removed cannot start it again.
+- The nodeName filter is the handler's (the informer is shared and unfiltered); a pod
+  that vanished during a watch outage arrives as DELETED from the informer's re-list.
+  Pod objects are the informer's read-only copies, shared with the other consumers.
 - Pod IPs of pods already bound here are reserved (from status.podIP) before any worker
   starts, so a restarted cluster gives every pod its old address back.
 - Cancelling `run` stops every pod in parallel (each worker's own shielded teardown) but
@@ -26,13 +30,14 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
-from miniorch.api.errors import ApiError, Gone, NotFound
+from miniorch.api.errors import ApiError, NotFound
 from miniorch.api.kinds import LEASES, NODES, PODS
 from miniorch.api.registry import Registry
 from miniorch.core.clock import Clock, rfc3339, rfc3339_micro
 from miniorch.core.dialer import Dialer
 from miniorch.core.objects import NodeName, Obj, ObjectUid, uid_of
 from miniorch.core.settings import Settings
+from miniorch.machinery.informer import InformerEvent, SharedInformerFactory, Subscription
 from miniorch.node import nodeinfo
 from miniorch.node.config import KubeletConfig
 from miniorch.node.cri import ContainerRuntime
@@ -59,8 +64,10 @@ def node_host_ip(index: int) -> str:
 class Kubelet:
     def __init__(self, *, name: NodeName, index: int, registry: Registry, settings: Settings,
                  clock: Clock, runtime: ContainerRuntime,
-                 config: KubeletConfig | None = None, dialer: Dialer | None = None) -> None:
-        """`dialer`: how probes reach pod IPs (None: plain TCP; rootless mode)."""
+                 config: KubeletConfig | None = None, dialer: Dialer | None = None,
+                 informers: SharedInformerFactory | None = None) -> None:
+        """`dialer`: how probes reach pod IPs (None: plain TCP; rootless mode).
+        `informers`: the cluster's shared factory; None: a private one, run by `run`."""
         self.name = name
         self.index = index
         self.registry = registry
@@ -79,6 +86,8 @@ class Kubelet:
             start_slots=anyio.CapacityLimiter(self.config.parallel_pod_starts),
             gateway=str(cluster.network_address + 1), prefix_len=cluster.prefixlen,
             dialer=dialer)
+        self.informers = informers or SharedInformerFactory(registry)
+        self._own_informers = informers is None
         self.workers: dict[ObjectUid, PodWorker] = {}
         self._finished: set[ObjectUid] = set()
         self.log = structlog.get_logger(__name__).bind(node=name)
@@ -101,10 +110,14 @@ class Kubelet:
         self._event(node, "Normal", "NodeReady", f"Node {self.name} status is now: NodeReady")
         self.log.info("node registered", pod_cidr=str(self.pod_cidr), host_ip=self.host_ip)
         async with anyio.create_task_group() as tg:
+            if self._own_informers:
+                await tg.start(self.informers.run)
             await tg.start(self.events.run)
             tg.start_soon(self._heartbeat)
-            await tg.start(self._watch_pods, tg)
-            task_status.started()
+            # Unregistered before the task group ends, so no worker starts after it.
+            with self._follow_pods(tg):
+                task_status.started()
+                await anyio.sleep_forever()
 
     # ---- node object ---------------------------------------------------------------
 
@@ -204,38 +217,24 @@ class Kubelet:
 
     # ---- pods ------------------------------------------------------------------------
 
-    async def _watch_pods(self, workers: TaskGroup, *,
-                          task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        selector = f"spec.nodeName={self.name}"
-        first = True
-        while True:
-            # List and watch back to back, with no await between them: the store is
-            # synchronous, so no event can fall into the gap.
-            items, rv = self.registry.list(PODS, field_selector=selector)
-            watch = self.registry.watch(PODS, since=rv or None, field_selector=selector)
-            if first:
-                for pod in items:
-                    ip = (pod.get("status") or {}).get("podIP")
-                    if ip:
-                        self.context.ipam.reserve(uid_of(pod), str(ip))
-            listed = {uid_of(pod) for pod in items}
-            for pod in items:
-                self._dispatch(workers, pod, removed=False)
-            for uid, worker in list(self.workers.items()):
-                if uid not in listed:
-                    worker.mailbox.put(worker.pod, removed=True)
-            if first:
-                first = False
-                task_status.started()
-            try:
-                async with watch:
-                    async for event in watch:
-                        self._dispatch(workers, event.object, removed=event.type == "DELETED")
-            except Gone:
-                self.log.info("pod watch expired; re-listing")
-                continue
-            # The store closed the watch (shutting down): wait to be cancelled.
-            await anyio.sleep_forever()
+    def _follow_pods(self, workers: TaskGroup) -> Subscription:
+        """Reserve the IPs of pods already bound here, then hand every event of our
+        pods to their workers, starting with the cache's (as ADDED): both synchronous,
+        so no event falls in between and no worker starts before the reservations."""
+        informer = self.informers.informer(PODS)
+        for pod in informer.list():
+            ip = (pod.get("status") or {}).get("podIP")
+            if ip and self._is_mine(pod):
+                self.context.ipam.reserve(uid_of(pod), str(ip))
+
+        def on_pod(event: InformerEvent) -> None:
+            # The field selector spec.nodeName=<me>, applied here: the watch is shared.
+            if self._is_mine(event.object):
+                self._dispatch(workers, event.object, removed=event.type == "DELETED")
+        return informer.add_handler(on_pod)
+
+    def _is_mine(self, pod: Obj) -> bool:
+        return bool((pod.get("spec") or {}).get("nodeName") == self.name)
 
     def _dispatch(self, workers: TaskGroup, pod: Obj, *, removed: bool) -> None:
         uid = uid_of(pod)

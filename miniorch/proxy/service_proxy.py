@@ -2,10 +2,10 @@
 
 Data flow:
 
-    registry.watch(SERVICES)  ─► _services cache ─► dirty keys ─► _worker ─► _reconcile(key)
-    registry.watch(NODES)     ─► node InternalIPs ─► dirty NodePort/LoadBalancer keys  │
-    registry.watch(ENDPOINTS) ─► _endpoints cache ─► Balancer.update() (at once)       │
-                                                                                       ▼
+    informer(SERVICES)  ─► _services cache ─► dirty keys ─► _worker ─► _reconcile(key)
+    informer(NODES)     ─► node InternalIPs ─► dirty NodePort/LoadBalancer keys  │
+    informer(ENDPOINTS) ─► _endpoints cache ─► Balancer.update() (at once)       │
+                                                                                 ▼
         listeners (TCPSite on the shared AppRunner) + routes + EXTERNAL-IP + status
 
 For every TCP port of a Service the proxy listens on
@@ -22,6 +22,10 @@ Invariants:
   reconciles one key at a time, so no two reconciles of a key overlap.
 - Endpoints changes bypass the worker: they edit the Service's `Balancer`s in place
   as the watch event arrives, so the next request already sees them (no polling).
+- The informers are the cluster's shared ones (machinery/informer.py): the proxy only
+  registers handlers, each first fed the informer's cache as ADDED events; a watch
+  that expires is re-listed there and reported here as ordinary events. Cached
+  objects are read-only copies shared with the other consumers.
 - `status.loadBalancer.ingress` is written only once every `EXTERNAL-IP:port`
   listener is bound, so `kubectl get svc` shows `<pending>` until the proxy really
   listens. Published addresses are claimed first at start, so they survive restarts.
@@ -43,6 +47,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,14 +56,14 @@ import anyio.abc
 import structlog
 from aiohttp import web
 
-from miniorch.api.errors import ApiError, Gone
-from miniorch.api.kinds import ENDPOINTS, NODES, SERVICES, Resource
+from miniorch.api.errors import ApiError
+from miniorch.api.kinds import ENDPOINTS, NODES, SERVICES
 from miniorch.api.registry import Registry
-from miniorch.api.store import Watch, WatchEvent
 from miniorch.core.clock import Clock, SystemClock
 from miniorch.core.dialer import Dialer
 from miniorch.core.objects import Obj
 from miniorch.core.settings import Settings
+from miniorch.machinery.informer import InformerEvent, SharedInformerFactory
 from miniorch.proxy.balancer import Balancer, affinity_timeout, ready_backends
 from miniorch.proxy.external_ips import ExternalIPPool, ServiceKey
 from miniorch.proxy.forwarding import Route, proxy_app
@@ -126,12 +131,16 @@ class ServiceProxy:
     def __init__(self, *, registry: Registry, settings: Settings,
                  local_addresses: LocalAddresses, clock: Clock | None = None,
                  retry_backoff: tuple[float, float] = (1.0, 30.0),
-                 dialer: Dialer | None = None) -> None:
+                 dialer: Dialer | None = None,
+                 informers: SharedInformerFactory | None = None) -> None:
         """`retry_backoff`: (first, max) seconds between attempts to bind a listener
         that failed; doubles per failure, resets on success. `dialer`: how backend
-        connections reach pods (None: plain TCP; rootless mode passes its own)."""
+        connections reach pods (None: plain TCP; rootless mode passes its own).
+        `informers`: the cluster's shared factory; None: a private one, run by `run`."""
         self._dialer = dialer
         self._registry = registry
+        self._informers = informers or SharedInformerFactory(registry)
+        self._own_informers = informers is None
         self._settings = settings
         self._local = local_addresses
         self._clock = clock or SystemClock()
@@ -187,25 +196,29 @@ class ServiceProxy:
         await runner.setup()
         self._runner = runner
         try:
-            # List and open the watches with no await in between: the registry is
-            # synchronous, so nothing can be written in the gap.
-            services = self._relist(SERVICES, self._reset_services)
-            endpoints = self._relist(ENDPOINTS, self._reset_endpoints)
-            nodes = self._relist(NODES, self._reset_nodes)
-            self._claim_published_ips()
-            for key in sorted(self._dirty):
-                del self._dirty[key]
-                await self._reconcile_guarded(key)
-            log.info("service proxy started", listeners=len(self._listeners),
-                     services=len(self._services))
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._follow, SERVICES, services, self._on_service,
-                              self._reset_services)
-                tg.start_soon(self._follow, ENDPOINTS, endpoints, self._on_endpoints,
-                              self._reset_endpoints)
-                tg.start_soon(self._follow, NODES, nodes, self._on_node, self._reset_nodes)
-                tg.start_soon(self._worker)
-                task_status.started()
+                if self._own_informers:
+                    await tg.start(self._informers.run)
+                with ExitStack() as subscriptions:
+                    # Each handler first gets its informer's cache; the three and the
+                    # claim run with no await in between, so no Service can take a
+                    # published EXTERNAL-IP before its owner claims it back.
+                    for resource, handler in ((SERVICES, self._on_service),
+                                              (ENDPOINTS, self._on_endpoints),
+                                              (NODES, self._on_node)):
+                        informer = self._informers.informer(resource)
+                        subscriptions.enter_context(informer.add_handler(handler))
+                    self._claim_published_ips()
+                    # Events keep arriving during these reconciles: they mark keys
+                    # dirty again, and the worker takes those.
+                    for key in sorted(self._dirty):
+                        self._dirty.pop(key, None)
+                        await self._reconcile_guarded(key)
+                    log.info("service proxy started", listeners=len(self._listeners),
+                             services=len(self._services))
+                    tg.start_soon(self._worker)
+                    task_status.started()
+                    await anyio.sleep_forever()
         finally:
             with anyio.move_on_after(SHUTDOWN_GRACE_SECONDS, shield=True):
                 await self._shutdown()
@@ -221,63 +234,27 @@ class ServiceProxy:
             self._runner = None
         log.info("service proxy stopped")
 
-    # ---- watches -------------------------------------------------------------------
+    # ---- informer handlers -----------------------------------------------------------
 
-    def _relist(self, resource: Resource, reset: Callable[[list[Obj]], None]) -> Watch:
-        items, rv = self._registry.list(resource)
-        reset(items)
-        return self._registry.watch(resource, since=rv)
-
-    async def _follow(self, resource: Resource, watch: Watch,
-                      apply: Callable[[WatchEvent], None],
-                      reset: Callable[[list[Obj]], None]) -> None:
-        while True:
-            gone = False
-            try:
-                async for event in watch:
-                    apply(event)
-                    self._notify()
-            except Gone as exc:
-                gone = True
-                log.info("watch expired, re-listing", resource=resource.plural, reason=str(exc))
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await watch.aclose()
-            if not gone:
-                # The store closed the watch (shutting down?): do not spin.
-                await anyio.sleep(0.5)
-            watch = self._relist(resource, reset)
-            self._notify()
-
-    def _on_service(self, event: WatchEvent) -> None:
+    def _on_service(self, event: InformerEvent) -> None:
         key = _key(event.object)
         if event.type == "DELETED":
             self._services.pop(key, None)
         else:
             self._services[key] = event.object
         self._mark_dirty(key)
+        self._notify()
 
-    def _reset_services(self, items: list[Obj]) -> None:
-        fresh = {_key(svc): svc for svc in items}
-        for key in set(self._services) | set(fresh):
-            self._mark_dirty(key)
-        self._services = fresh
-
-    def _on_endpoints(self, event: WatchEvent) -> None:
+    def _on_endpoints(self, event: InformerEvent) -> None:
         key = _key(event.object)
         if event.type == "DELETED":
             self._endpoints.pop(key, None)
         else:
             self._endpoints[key] = event.object
         self._refresh_backends(key)
+        self._notify()
 
-    def _reset_endpoints(self, items: list[Obj]) -> None:
-        old = set(self._endpoints)
-        self._endpoints = {_key(ep): ep for ep in items}
-        for key in old | set(self._endpoints):
-            self._refresh_backends(key)
-
-    def _on_node(self, event: WatchEvent) -> None:
+    def _on_node(self, event: InformerEvent) -> None:
         name = str(event.object["metadata"]["name"])
         before = self._all_node_ips()
         if event.type == "DELETED":
@@ -286,12 +263,7 @@ class ServiceProxy:
             self._node_ips[name] = _internal_ips(event.object)
         if self._all_node_ips() != before:
             self._mark_node_port_services_dirty()
-
-    def _reset_nodes(self, items: list[Obj]) -> None:
-        before = self._all_node_ips()
-        self._node_ips = {str(n["metadata"]["name"]): _internal_ips(n) for n in items}
-        if self._all_node_ips() != before:
-            self._mark_node_port_services_dirty()
+        self._notify()
 
     def _all_node_ips(self) -> list[str]:
         return sorted({ip for ips in self._node_ips.values() for ip in ips})

@@ -7,13 +7,13 @@ from typing import Any
 import anyio
 
 from miniorch.api.kinds import EVENTS, PODS, REPLICATION_CONTROLLERS
-from miniorch.controllers.reconciler import ObjectKey
 from miniorch.controllers.replication import (
     ReplicationControllerReconciler,
     _deletion_rank,
     replication_controller,
 )
 from miniorch.core.objects import Obj, controller_ref
+from miniorch.machinery.controller import ObjectKey
 
 
 def rc_status(cluster: Any, name: str = "kubia") -> Obj:
@@ -112,7 +112,7 @@ async def test_adopts_orphans_and_releases_relabelled_pods(cluster: Any,
 async def test_expectations_prevent_double_creation_in_a_burst(cluster: Any,
                                                                run_actors: Any) -> None:
     reconciler = ReplicationControllerReconciler(cluster.registry, clock=cluster.clock)
-    from miniorch.controllers.reconciler import Controller
+    from miniorch.machinery.controller import Controller
     ctl = Controller(name="rc", registry=cluster.registry, reconciler=reconciler,
                      sources=reconciler.sources(), workers=8)
     async with run_actors(ctl.run):

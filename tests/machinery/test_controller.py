@@ -11,15 +11,9 @@ import pytest
 
 import miniorch.api.store as store_module
 from miniorch.api.kinds import NAMESPACES, PODS
-from miniorch.controllers.reconciler import (
-    Controller,
-    InformerEvent,
-    ObjectKey,
-    RateLimiter,
-    Result,
-    Source,
-    WorkQueue,
-)
+from miniorch.machinery.controller import Controller, ObjectKey, Result, Source
+from miniorch.machinery.informer import InformerEvent
+from miniorch.machinery.workqueue import RateLimiter, WorkQueue
 
 
 def test_rate_limiter_backs_off_exponentially_and_caps() -> None:
@@ -168,7 +162,7 @@ async def test_informer_relists_after_gone(cluster: Any, run_actors: Any,
     ctl = Controller(name="t", registry=cluster.registry, reconciler=rec,
                      sources=[Source(PODS, record)], workers=1)
     async with run_actors(ctl.run):
-        informer = ctl.informers[0]
+        informer = ctl.informers.informer(PODS)
         cluster.registry.delete(PODS, "default", "old-0")
         for i in range(10):  # no await in between: the watcher cannot keep up
             cluster.registry.create(PODS, {
