@@ -39,8 +39,8 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from miniorch.api.resource import Resource
 from miniorch.api.registry import Registry
+from miniorch.api.resource import Resource
 from miniorch.core.objects import Obj, name_of, namespace_of
 from miniorch.machinery.informer import InformerEvent, SharedInformerFactory
 from miniorch.machinery.workqueue import RateLimiter, WorkQueue

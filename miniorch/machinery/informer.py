@@ -41,8 +41,8 @@ import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
 from miniorch.api.errors import Gone
-from miniorch.api.resource import Resource
 from miniorch.api.registry import Registry
+from miniorch.api.resource import Resource
 from miniorch.api.store import Watch
 from miniorch.core.objects import Obj, name_of, namespace_of
 from miniorch.machinery.readonly import freeze
