@@ -4,6 +4,7 @@
                            ├─ replication-controller   (pods per RC)
                            ├─ endpoints-controller     (Endpoints per Service)
                            ├─ garbage-collector        (dependents of deleted owners)
+                           ├─ serviceaccounts          (`default` in every namespace)
                            └─ node-lifecycle           (dead nodes, eviction)
 
 The loops share one `SharedInformerFactory` (the cluster's, passed in, so the kubelets
@@ -28,6 +29,7 @@ from miniorch.controllers.garbage_collector import garbage_collector
 from miniorch.controllers.node_lifecycle import NodeLifecycleController
 from miniorch.controllers.replication import replication_controller
 from miniorch.controllers.scheduler import scheduler
+from miniorch.controllers.serviceaccounts import service_accounts_controller
 from miniorch.core.clock import Clock, SystemClock
 from miniorch.core.settings import Settings
 from miniorch.machinery.informer import SharedInformerFactory
@@ -50,6 +52,7 @@ class ControllerManager:
         self.replication = replication_controller(registry, clock=self.clock, informers=shared)
         self.endpoints = endpoints_controller(registry, informers=shared)
         self.garbage_collector = garbage_collector(registry, informers=shared)
+        self.service_accounts = service_accounts_controller(registry, informers=shared)
         self.node_lifecycle = NodeLifecycleController(registry, settings, self.clock,
                                                       period=node_check_period)
 
@@ -63,6 +66,7 @@ class ControllerManager:
             await tg.start(self.replication.run)
             await tg.start(self.endpoints.run)
             await tg.start(self.garbage_collector.run)
+            await tg.start(self.service_accounts.run)
             await tg.start(self.node_lifecycle.run)
             log.info("controllers started")
             task_status.started()

@@ -30,11 +30,12 @@ from miniorch.api.kinds.replicationcontroller import (
 )
 from miniorch.api.kinds.secret import SECRET, SECRETS
 from miniorch.api.kinds.service import SERVICE, SERVICES
+from miniorch.api.kinds.serviceaccount import SERVICE_ACCOUNT, SERVICE_ACCOUNTS
 from miniorch.api.resource import ALL_VERBS, Resource, UnknownResourceError
 
 BUILTIN_KINDS: tuple[Kind, ...] = (
     POD, REPLICATION_CONTROLLER, SERVICE, ENDPOINTS_KIND, NODE, EVENT, NAMESPACE, CONFIGMAP,
-    SECRET, LEASE,
+    SECRET, SERVICE_ACCOUNT, LEASE,
 )
 
 RESOURCES: tuple[Resource, ...] = tuple(k.resource for k in BUILTIN_KINDS)
@@ -120,6 +121,6 @@ def resource_by_kind(api_version: str, kind: str) -> Resource:
 __all__ = [
     "ALL_VERBS", "BUILTIN_KINDS", "CONFIGMAPS", "ENDPOINTS", "EVENTS", "LEASES",
     "NAMESPACES", "NODES", "PODS", "REPLICATION_CONTROLLERS", "RESOURCES", "SECRETS",
-    "SERVICES", "SYSTEM_NAMESPACES", "Kind", "KindCatalog", "Resource", "UnknownResourceError",
-    "kind_of", "resource_by_kind", "resource_for",
+    "SERVICES", "SERVICE_ACCOUNTS", "SYSTEM_NAMESPACES", "Kind", "KindCatalog", "Resource",
+    "UnknownResourceError", "kind_of", "resource_by_kind", "resource_for",
 ]
