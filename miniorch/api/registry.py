@@ -12,6 +12,10 @@ same whoever asks. The registry is generic: what differs per kind is read from i
 `Kind` record (api/kinds/). It is synchronous (the store is), so each method is
 atomic with respect to the event loop.
 
+Deletion: an object with `metadata.finalizers` (or deleted with `Foreground`, which
+adds `foregroundDeletion`) is only marked (`deletionTimestamp`) and goes when its last
+finalizer is removed; no finalizer may be added meanwhile.
+
 Writes: create = defaults → check → prepare; update = status kept (for kinds with a
 /status subresource) → defaults → prepare → check, `generation` bumped when the spec
 changes. `bind` sets a pod's node and `PodScheduled` in one store write.
@@ -19,15 +23,17 @@ changes. `bind` sets a pod's node and `PodScheduled` in one store write.
 Graceful deletion of a pod bound to a node sets `deletionTimestamp` and
 `deletionGracePeriodSeconds`; the node stops the sandbox, then deletes the pod again
 with `grace_period_seconds=0`, which removes it. Cascading deletion: `Background`
-(the default for `kubectl delete`) and `Foreground` delete the owner now and let the
-garbage collector remove dependents; `Orphan` strips the ownerReferences first.
+(the default for `kubectl delete`) deletes the owner now and lets the garbage
+collector remove dependents; `Foreground` keeps the owner (`foregroundDeletion`)
+until the collector has deleted them; `Orphan` strips the ownerReferences first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from miniorch.api.errors import (
@@ -57,6 +63,10 @@ from miniorch.core.objects import Obj, random_suffix
 from miniorch.core.settings import NetworkSettings
 
 Mutation = Callable[[Obj], Obj | None]
+
+FOREGROUND_FINALIZER = "foregroundDeletion"
+"""Held by an owner deleted with `propagationPolicy: Foreground` until the garbage
+collector has deleted its blocking dependents."""
 
 
 class Registry:
@@ -166,7 +176,8 @@ class Registry:
         new = self._merge_update(resource, old, obj, subresource)
         if dry_run:
             return new
-        return self.store.update(resource, new, check_rv=True)
+        return self._finish_update(resource, old, self.store.update(resource, new,
+                                                                    check_rv=True))
 
     def mutate(self, resource: Resource, namespace: str, name: str, change: Mutation, *,
                subresource: str = "") -> Obj:
@@ -176,7 +187,19 @@ class Registry:
         replaced = change(edited)
         new = self._merge_update(resource, old, replaced if replaced is not None else edited,
                                  subresource)
-        return self.store.update(resource, new, check_rv=False)
+        return self._finish_update(resource, old, self.store.update(resource, new,
+                                                                    check_rv=False))
+
+    def _finish_update(self, resource: Resource, old: Obj, new: Obj) -> Obj:
+        """An object whose deletion waited for its finalizers goes once the last one is
+        removed (and no grace period is left to wait for)."""
+        meta = new["metadata"]
+        if (meta.get("deletionTimestamp") and not meta.get("finalizers")
+                and old["metadata"].get("finalizers")
+                and not meta.get("deletionGracePeriodSeconds")):
+            with contextlib.suppress(NotFound):
+                self.store.delete(resource, meta.get("namespace", ""), meta["name"])
+        return new
 
     def update_status(self, resource: Resource, namespace: str, name: str,
                       status: Obj) -> Obj:
@@ -203,6 +226,13 @@ class Registry:
                 meta.pop(server_owned, None)
         if not meta.get("resourceVersion"):
             meta.pop("resourceVersion", None)
+        if old_meta.get("deletionTimestamp"):
+            added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
+            if added:
+                raise Invalid.of(resource.kind, str(old_meta.get("name", "")), [Cause(
+                    "metadata.finalizers", f"Forbidden: no new finalizers can be added if the "
+                    f"object is being deleted, found new finalizers {sorted(added)}",
+                    "FieldValueForbidden")], group=resource.group)
         # Kinds with a status subresource keep their status on a main-resource write
         # (status changes go through /status); the others keep it only when omitted.
         if "status" in old and ("status" not in new or kind.status_subresource):
@@ -251,7 +281,29 @@ class Registry:
                 return self.store.mutate(resource, namespace, name, mark)
         if kind.deletes_contents:
             return self._delete_with_contents(kind, obj)
+        finalizers = list(meta.get("finalizers") or [])
+        if propagation_policy == "Foreground" and FOREGROUND_FINALIZER not in finalizers:
+            finalizers.append(FOREGROUND_FINALIZER)
+        if finalizers:
+            return self._await_finalizers(resource, obj, finalizers)
         return self.store.delete(resource, namespace, name)
+
+    def _await_finalizers(self, resource: Resource, obj: Obj, finalizers: Sequence[str]
+                          ) -> Obj:
+        """Deletion with finalizers: the object stays, marked with `deletionTimestamp`,
+        until whoever owns each finalizer removes it (the garbage collector owns
+        `foregroundDeletion`; operators own theirs)."""
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp") and meta.get("finalizers") == [*finalizers] \
+                and not meta.get("deletionGracePeriodSeconds"):
+            return obj  # already waiting: a second delete changes nothing
+        now = rfc3339(self.clock.now())
+
+        def mark(deleting: Obj) -> None:
+            deleting["metadata"].setdefault("deletionTimestamp", now)
+            deleting["metadata"]["deletionGracePeriodSeconds"] = 0
+            deleting["metadata"]["finalizers"] = [*finalizers]
+        return self.store.mutate(resource, meta.get("namespace", ""), meta["name"], mark)
 
     def _delete_with_contents(self, kind: Kind, scope: Obj) -> Obj:
         """A namespace: Terminating, everything inside deleted (pods gracefully),

@@ -20,6 +20,10 @@ Invariants:
   own the old dependents.
 - `kubectl delete --cascade=orphan` works because the registry strips the
   references before deleting the owner: nothing is left for the collector to find.
+- `--cascade=foreground`: the registry keeps the owner with the `foregroundDeletion`
+  finalizer; the collector deletes its dependents (in the foreground too), and once
+  none with `blockOwnerDeletion` is left, removes the finalizer, which deletes it.
+  Every dependent's deletion re-queues its owners.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import structlog
 
 from miniorch.api.errors import NotFound
 from miniorch.api.kinds import EVENTS, Resource, UnknownResourceError
-from miniorch.api.registry import Registry
+from miniorch.api.registry import FOREGROUND_FINALIZER, Registry
 from miniorch.core.objects import Obj, is_terminating, name_of, namespace_of, uid_of
 from miniorch.machinery.controller import Controller, Result, Source
 from miniorch.machinery.informer import InformerEvent, SharedInformerFactory
@@ -90,8 +94,23 @@ class GarbageCollector:
         keys: list[DependentKey] = []
         if event.type == "DELETED":
             keys.extend(self._dependents.pop(uid_of(obj), set()))
-        elif after:
+        elif after or _deleting_in_foreground(obj):
             keys.append(key)
+        if event.type == "DELETED" or is_terminating(obj):
+            # An owner deleted in the foreground waits for this one: look at it again.
+            keys.extend(self._owner_keys(obj, key.namespace))
+        return keys
+
+    def _owner_keys(self, obj: Obj, namespace: str) -> list[DependentKey]:
+        keys = []
+        for ref in obj.get("metadata", {}).get("ownerReferences") or []:
+            try:
+                owner = self.registry.kinds.resource_by_kind(str(ref.get("apiVersion", "")),
+                                                             str(ref.get("kind", "")))
+            except UnknownResourceError:
+                continue
+            keys.append(DependentKey(owner, namespace if owner.namespaced else "",
+                                     str(ref.get("name", ""))))
         return keys
 
     def _owner_exists(self, ref: Obj, dependent: DependentKey) -> bool | None:
@@ -109,6 +128,8 @@ class GarbageCollector:
 
     async def reconcile(self, key: DependentKey) -> Result:
         obj = self.registry.try_get(key.resource, key.namespace, key.name)
+        if obj is not None and _deleting_in_foreground(obj):
+            return self._delete_dependents_first(key, obj)
         if obj is None or is_terminating(obj):
             return Result()
         refs: list[Obj] = obj["metadata"].get("ownerReferences") or []
@@ -135,6 +156,43 @@ class GarbageCollector:
         with contextlib.suppress(NotFound):  # deleted meanwhile: nothing to strip
             self.registry.mutate(key.resource, key.namespace, key.name, strip)
         return Result()
+
+
+    def _delete_dependents_first(self, key: DependentKey, owner: Obj) -> Result:
+        """Foreground deletion: delete every dependent (in the foreground too), wait
+        for those with `blockOwnerDeletion`, then release the owner's finalizer."""
+        uid = uid_of(owner)
+        blocking = 0
+        for dep in list(self._dependents.get(uid, ())):
+            dependent = self.registry.try_get(dep.resource, dep.namespace, dep.name)
+            refs = [r for r in (dependent or {}).get("metadata", {}).get("ownerReferences")
+                    or [] if r.get("uid") == uid]
+            if dependent is None or not refs:
+                continue
+            if not is_terminating(dependent):
+                with contextlib.suppress(NotFound):
+                    self.registry.delete(dep.resource, dep.namespace, dep.name,
+                                         propagation_policy="Foreground")
+            if refs[0].get("blockOwnerDeletion"):
+                blocking += 1
+        if blocking:
+            # Each dependent's deletion requeues the owner; the delay is a safety net.
+            return Result(requeue_after=2.0)
+
+        def release(obj: Obj) -> None:
+            obj["metadata"]["finalizers"] = [
+                f for f in obj["metadata"].get("finalizers") or []
+                if f != FOREGROUND_FINALIZER]
+        with contextlib.suppress(NotFound):
+            self.registry.mutate(key.resource, key.namespace, key.name, release)
+        log.info("foreground deletion done", object=str(key))
+        return Result()
+
+
+def _deleting_in_foreground(obj: Obj) -> bool:
+    meta = obj.get("metadata", {})
+    return bool(meta.get("deletionTimestamp")) and \
+        FOREGROUND_FINALIZER in (meta.get("finalizers") or [])
 
 
 def garbage_collector(registry: Registry, *, workers: int = 2,

@@ -69,3 +69,33 @@ async def test_dependents_of_owners_deleted_before_start_are_collected(
             PODS, "default", "leftover") is None)
         await ctl.queue.join()
     assert cluster.registry.try_get(PODS, "default", "unknown-owner") is not None
+
+
+async def test_foreground_deletion_waits_for_blocking_dependents(cluster: Any,
+                                                                 run_actors: Any) -> None:
+    cluster.add_node("node-1")
+    async with run_actors(replication_controller(cluster.registry).run,
+                          garbage_collector(cluster.registry).run):
+        cluster.add_rc("kubia", 2)
+        await cluster.wait_until(lambda: len(cluster.pods()) == 2)
+        for pod in cluster.pods():
+            cluster.registry.mutate(PODS, "default", pod["metadata"]["name"],
+                                    lambda p: p["spec"].update({"nodeName": "node-1"}))
+        cluster.registry.delete(REPLICATION_CONTROLLERS, "default", "kubia",
+                                propagation_policy="Foreground")
+        rc = cluster.registry.get(REPLICATION_CONTROLLERS, "default", "kubia")
+        assert rc["metadata"]["deletionTimestamp"]
+        assert rc["metadata"]["finalizers"] == ["foregroundDeletion"]
+        # The pods are asked to terminate; the RC stays while a node still runs them.
+        await cluster.wait_until(lambda: all(p["metadata"].get("deletionTimestamp")
+                                             for p in cluster.pods()))
+        assert cluster.registry.try_get(REPLICATION_CONTROLLERS, "default", "kubia")
+        assert len(cluster.pods()) == 2  # terminating pods are not replaced
+        # The node finishes: the pods go, then the collector releases the RC.
+        for pod in cluster.pods():
+            cluster.registry.delete(PODS, "default", pod["metadata"]["name"],
+                                    grace_period_seconds=0)
+        await cluster.wait_until(
+            lambda: cluster.registry.try_get(REPLICATION_CONTROLLERS, "default",
+                                             "kubia") is None, REPLICATION_CONTROLLERS)
+    assert cluster.pods() == []
