@@ -132,13 +132,13 @@ class StatefulSetReconciler:
         rolling = strategy.get("type", "RollingUpdate") == "RollingUpdate"
         partition = int((strategy.get("rollingUpdate") or {}).get("partition") or 0)
         by_ordinal: dict[int, Obj] = {}
-        for pod in owned:
-            ordinal = ordinal_of(set_name, pod)
+        for owned_pod in owned:
+            ordinal = ordinal_of(set_name, owned_pod)
             if ordinal is not None:
-                by_ordinal[ordinal] = pod
+                by_ordinal[ordinal] = owned_pod
         # 2. the replicas, lowest ordinal first
         for ordinal in range(replicas):
-            pod: Obj | None = by_ordinal.get(ordinal)
+            pod = by_ordinal.get(ordinal)
             if pod is not None and phase_of(pod) == "Failed" and not is_terminating(pod):
                 self._delete(sts, pod)  # recreated under its name once it is gone
                 if ordered:
