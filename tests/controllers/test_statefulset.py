@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from miniorch.api.kinds import EVENTS, PODS, STATEFUL_SETS
 from miniorch.api.store import Watch
@@ -63,7 +64,7 @@ async def test_ordered_creation_identity_and_events(cluster: Any, run_actors: An
     log = PodLog()
     async with run_actors(*actors(cluster)) as tg:
         tg.start_soon(log.follow, cluster.registry.watch(PODS))
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         add_sts(cluster)
         await cluster.wait_until(lambda: sts_status(cluster).get("readyReplicas") == 3,
                                  STATEFUL_SETS)
@@ -92,7 +93,7 @@ async def test_waits_for_each_pod_to_be_ready(cluster: Any, run_actors: Any) -> 
         add_sts(cluster)
         await cluster.wait_until(lambda: running(cluster) == ["web-0"])
         for _ in range(20):
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         assert [p["metadata"]["name"] for p in cluster.pods()] == ["web-0"]
         cluster.set_ready(cluster.registry.get(PODS, "default", "web-0"), True)
         await cluster.wait_until(lambda: running(cluster) == ["web-0", "web-1"])
@@ -113,7 +114,7 @@ async def test_scale_down_in_reverse_and_deleted_pod_returns(cluster: Any,
             and cluster.registry.get(PODS, "default", "web-1")["metadata"]["uid"] != old_uid
             and sts_status(cluster).get("readyReplicas") == 3, PODS, STATEFUL_SETS)
         tg.start_soon(log.follow, cluster.registry.watch(PODS))
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         cluster.registry.update_scale(STATEFUL_SETS, "default", "web",
                                       {"spec": {"replicas": 1}})
         await cluster.wait_until(lambda: [p["metadata"]["name"] for p in cluster.pods()]
@@ -139,7 +140,7 @@ async def test_rolling_update_from_the_top_honouring_partition(cluster: Any,
         await cluster.wait_until(lambda: sts_status(cluster).get("readyReplicas") == 3,
                                  STATEFUL_SETS)
         tg.start_soon(log.follow, cluster.registry.watch(PODS))
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
 
         def new_image(sts: Obj) -> None:
             sts["spec"]["template"]["spec"]["containers"][0]["image"] = "kubia:v2"
