@@ -93,6 +93,37 @@ class LabelSelector:
     def from_match_labels(cls, labels: Mapping[str, str]) -> LabelSelector:
         return cls(tuple(Requirement(k, "=", (v,)) for k, v in sorted(labels.items())))
 
+    @classmethod
+    def from_label_selector(cls, selector: Mapping[str, Any] | None) -> LabelSelector:
+        """A meta/v1 `LabelSelector` object (`matchLabels` + `matchExpressions`, as
+        workloads carry it); an unknown operator matches nothing, as Go's conversion
+        fails closed. Validation refuses such selectors before they are stored."""
+        selector = selector or {}
+        reqs = [Requirement(k, "=", (str(v),))
+                for k, v in sorted((selector.get("matchLabels") or {}).items())]
+        operators = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+        for expr in selector.get("matchExpressions") or []:
+            op = operators.get(str(expr.get("operator")))
+            if op is None:
+                return cls((Requirement("", "in", ()),))  # `in ()`: never true
+            reqs.append(Requirement(str(expr.get("key", "")), op,
+                                    tuple(str(v) for v in expr.get("values") or ())))
+        return cls(tuple(sorted(reqs, key=lambda r: r.key)))
+
+    def __str__(self) -> str:
+        """apimachinery's `Selector.String()`: `a=b,c in (x,y),!d` ("" when empty)."""
+        parts = []
+        for r in self.requirements:
+            if r.operator in ("=", "!="):
+                parts.append(f"{r.key}{r.operator}{r.values[0]}")
+            elif r.operator == "exists":
+                parts.append(r.key)
+            elif r.operator == "!":
+                parts.append(f"!{r.key}")
+            else:
+                parts.append(f"{r.key} {r.operator} ({','.join(sorted(r.values))})")
+        return ",".join(parts)
+
     @property
     def empty(self) -> bool:
         return not self.requirements

@@ -2,6 +2,8 @@
 
     ControllerManager.run ─┬─ scheduler                (binds pending pods)
                            ├─ replication-controller   (pods per RC)
+                           ├─ daemonset-controller     (a pod per fitting node)
+                           ├─ statefulset-controller   (ordered, named pods)
                            ├─ endpoints-controller     (Endpoints per Service)
                            ├─ garbage-collector        (dependents of deleted owners)
                            ├─ serviceaccounts          (`default` in every namespace)
@@ -24,12 +26,14 @@ import structlog
 from anyio.abc import TaskStatus
 
 from miniorch.api.registry import Registry
+from miniorch.controllers.daemonset import daemonset_controller
 from miniorch.controllers.endpoints import endpoints_controller
 from miniorch.controllers.garbage_collector import garbage_collector
 from miniorch.controllers.node_lifecycle import NodeLifecycleController
 from miniorch.controllers.replication import replication_controller
 from miniorch.controllers.scheduler import scheduler
 from miniorch.controllers.serviceaccounts import service_accounts_controller
+from miniorch.controllers.statefulset import statefulset_controller
 from miniorch.core.clock import Clock, SystemClock
 from miniorch.core.settings import Settings
 from miniorch.machinery.informer import SharedInformerFactory
@@ -50,6 +54,8 @@ class ControllerManager:
         self.scheduler = scheduler(registry, clock=self.clock, informers=shared,
                                    default_max_pods=settings.max_pods_per_node)
         self.replication = replication_controller(registry, clock=self.clock, informers=shared)
+        self.daemonsets = daemonset_controller(registry, clock=self.clock, informers=shared)
+        self.statefulsets = statefulset_controller(registry, clock=self.clock, informers=shared)
         self.endpoints = endpoints_controller(registry, informers=shared)
         self.garbage_collector = garbage_collector(registry, informers=shared)
         self.service_accounts = service_accounts_controller(registry, informers=shared)
@@ -64,6 +70,8 @@ class ControllerManager:
             # bound as soon as they appear.
             await tg.start(self.scheduler.run)
             await tg.start(self.replication.run)
+            await tg.start(self.daemonsets.run)
+            await tg.start(self.statefulsets.run)
             await tg.start(self.endpoints.run)
             await tg.start(self.garbage_collector.run)
             await tg.start(self.service_accounts.run)

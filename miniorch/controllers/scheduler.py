@@ -11,7 +11,8 @@ Data flow:
 Filters, in kube-scheduler's plugin order (a node fails at its first failing filter):
 NodeUnschedulable (`spec.unschedulable`), TaintToleration (NoSchedule / NoExecute
 taints the pod does not tolerate; a node that is not Ready counts as tainted
-`node.kubernetes.io/not-ready`), NodeAffinity (`spec.nodeSelector`), NodeResourcesFit
+`node.kubernetes.io/not-ready`), NodeAffinity (`spec.nodeSelector` and the required
+node affinity, `matchFields` on `metadata.name` included), NodeResourcesFit
 (pod count < allocatable pods; cpu and memory requests fit `status.allocatable`).
 Scores: fewest pods of the same controller (ownerReference uid) first, so replicas
 spread; then least requested (with kube-scheduler's non-zero defaults of 100m cpu and
@@ -228,6 +229,53 @@ def _taint_text(taint: Obj) -> str:
     return f"{{{taint.get('key', '')}: {taint.get('value', '')}}}"
 
 
+def _node_requirement(expr: Obj, value: str | None) -> bool:
+    op = expr.get("operator")
+    values = [str(v) for v in expr.get("values") or []]
+    if op == "In":
+        return value in values
+    if op == "NotIn":
+        return value not in values
+    if op == "Exists":
+        return value is not None
+    if op == "DoesNotExist":
+        return value is None
+    if op in ("Gt", "Lt") and value is not None and len(values) == 1:
+        try:
+            have, want = int(value), int(values[0])
+        except ValueError:
+            return False
+        return have > want if op == "Gt" else have < want
+    return False
+
+
+def matches_node_selection(pod: Obj, node: Obj) -> bool:
+    """NodeAffinity's filter: `spec.nodeSelector` and the required node affinity
+    (terms ORed; within a term, `matchExpressions` over labels and `matchFields` over
+    `metadata.name` ANDed). DaemonSet pods reach their node this way."""
+    spec = pod.get("spec") or {}
+    meta = node.get("metadata") or {}
+    labels: dict[str, str] = meta.get("labels") or {}
+    selector: dict[str, str] = spec.get("nodeSelector") or {}
+    if any(labels.get(k) != v for k, v in selector.items()):
+        return False
+    affinity = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution")
+    if not isinstance(affinity, dict):
+        return True
+    terms = [t for t in affinity.get("nodeSelectorTerms") or [] if isinstance(t, dict)]
+    fields = {"metadata.name": str(meta.get("name", ""))}
+    for term in terms:
+        exprs = term.get("matchExpressions") or []
+        by_field = term.get("matchFields") or []
+        if not exprs and not by_field:
+            continue  # an empty term matches nothing
+        if all(_node_requirement(e, labels.get(str(e.get("key")))) for e in exprs) and \
+                all(_node_requirement(f, fields.get(str(f.get("key")))) for f in by_field):
+            return True
+    return False
+
+
 def filter_node(info: NodeInfo, pod: Obj, request: PodRequest) -> list[str]:
     """Why `pod` cannot go to this node (kube-scheduler's reason strings); [] if it fits."""
     spec = pod.get("spec") or {}
@@ -245,9 +293,7 @@ def filter_node(info: NodeInfo, pod: Obj, request: PodRequest) -> list[str]:
         if taint.get("effect") in ("NoSchedule", "NoExecute") and \
                 not tolerates(tolerations, taint):
             return [f"node(s) had untolerated taint {_taint_text(taint)}"]
-    selector: dict[str, str] = spec.get("nodeSelector") or {}
-    labels = info.node.get("metadata", {}).get("labels") or {}
-    if any(labels.get(k) != v for k, v in selector.items()):
+    if not matches_node_selection(pod, info.node):
         return ["node(s) didn't match Pod's node affinity/selector"]
     reasons = []
     if info.pods + 1 > info.max_pods:

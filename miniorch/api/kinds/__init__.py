@@ -18,6 +18,8 @@ from collections.abc import Iterator
 
 from miniorch.api.kinds.base import Kind
 from miniorch.api.kinds.configmap import CONFIGMAP, CONFIGMAPS
+from miniorch.api.kinds.controllerrevision import CONTROLLER_REVISION, CONTROLLER_REVISIONS
+from miniorch.api.kinds.daemonset import DAEMON_SET, DAEMON_SETS
 from miniorch.api.kinds.endpoints import ENDPOINTS, ENDPOINTS_KIND
 from miniorch.api.kinds.event import EVENT, EVENTS
 from miniorch.api.kinds.lease import LEASE, LEASES
@@ -31,11 +33,12 @@ from miniorch.api.kinds.replicationcontroller import (
 from miniorch.api.kinds.secret import SECRET, SECRETS
 from miniorch.api.kinds.service import SERVICE, SERVICES
 from miniorch.api.kinds.serviceaccount import SERVICE_ACCOUNT, SERVICE_ACCOUNTS
+from miniorch.api.kinds.statefulset import STATEFUL_SET, STATEFUL_SETS
 from miniorch.api.resource import ALL_VERBS, Resource, UnknownResourceError
 
 BUILTIN_KINDS: tuple[Kind, ...] = (
     POD, REPLICATION_CONTROLLER, SERVICE, ENDPOINTS_KIND, NODE, EVENT, NAMESPACE, CONFIGMAP,
-    SECRET, SERVICE_ACCOUNT, LEASE,
+    SECRET, SERVICE_ACCOUNT, LEASE, DAEMON_SET, STATEFUL_SET, CONTROLLER_REVISION,
 )
 
 RESOURCES: tuple[Resource, ...] = tuple(k.resource for k in BUILTIN_KINDS)
@@ -119,8 +122,9 @@ def resource_by_kind(api_version: str, kind: str) -> Resource:
 
 
 __all__ = [
-    "ALL_VERBS", "BUILTIN_KINDS", "CONFIGMAPS", "ENDPOINTS", "EVENTS", "LEASES",
-    "NAMESPACES", "NODES", "PODS", "REPLICATION_CONTROLLERS", "RESOURCES", "SECRETS",
-    "SERVICES", "SERVICE_ACCOUNTS", "SYSTEM_NAMESPACES", "Kind", "KindCatalog", "Resource",
-    "UnknownResourceError", "kind_of", "resource_by_kind", "resource_for",
+    "ALL_VERBS", "BUILTIN_KINDS", "CONFIGMAPS", "CONTROLLER_REVISIONS", "DAEMON_SETS",
+    "ENDPOINTS", "EVENTS", "LEASES", "NAMESPACES", "NODES", "PODS", "REPLICATION_CONTROLLERS",
+    "RESOURCES", "SECRETS", "SERVICES", "SERVICE_ACCOUNTS", "STATEFUL_SETS", "SYSTEM_NAMESPACES",
+    "Kind", "KindCatalog", "Resource", "UnknownResourceError", "kind_of", "resource_by_kind",
+    "resource_for",
 ]
