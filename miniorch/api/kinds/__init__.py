@@ -28,13 +28,21 @@ from miniorch.api.kinds.replicationcontroller import (
     REPLICATION_CONTROLLER,
     REPLICATION_CONTROLLERS,
 )
+from miniorch.api.kinds.review import (
+    SELF_SUBJECT_ACCESS_REVIEW,
+    SELF_SUBJECT_ACCESS_REVIEWS,
+    SELF_SUBJECT_REVIEW,
+    SELF_SUBJECT_REVIEWS,
+    SELF_SUBJECT_RULES_REVIEW,
+    SELF_SUBJECT_RULES_REVIEWS,
+)
 from miniorch.api.kinds.secret import SECRET, SECRETS
 from miniorch.api.kinds.service import SERVICE, SERVICES
 from miniorch.api.resource import ALL_VERBS, Resource, UnknownResourceError
 
 BUILTIN_KINDS: tuple[Kind, ...] = (
     POD, REPLICATION_CONTROLLER, SERVICE, ENDPOINTS_KIND, NODE, EVENT, NAMESPACE, CONFIGMAP,
-    SECRET, LEASE,
+    SECRET, LEASE, SELF_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_RULES_REVIEW, SELF_SUBJECT_REVIEW,
 )
 
 RESOURCES: tuple[Resource, ...] = tuple(k.resource for k in BUILTIN_KINDS)
@@ -120,6 +128,7 @@ def resource_by_kind(api_version: str, kind: str) -> Resource:
 __all__ = [
     "ALL_VERBS", "BUILTIN_KINDS", "CONFIGMAPS", "ENDPOINTS", "EVENTS", "LEASES",
     "NAMESPACES", "NODES", "PODS", "REPLICATION_CONTROLLERS", "RESOURCES", "SECRETS",
+    "SELF_SUBJECT_ACCESS_REVIEWS", "SELF_SUBJECT_REVIEWS", "SELF_SUBJECT_RULES_REVIEWS",
     "SERVICES", "SYSTEM_NAMESPACES", "Kind", "KindCatalog", "Resource", "UnknownResourceError",
     "kind_of", "resource_by_kind", "resource_for",
 ]
