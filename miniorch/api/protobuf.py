@@ -69,6 +69,7 @@ _GROUP_PACKAGES = {
     "rbac.authorization.k8s.io": "rbac",
     "coordination.k8s.io": "coordination",
     "authorization.k8s.io": "authorization",
+    "authentication.k8s.io": "authentication",
 }
 
 _PROTO = descriptor_pb2.FieldDescriptorProto
@@ -345,4 +346,5 @@ _SPECIAL_FORMS: dict[str, Callable[[Any, int], Any]] = {
     "k8s.io.apimachinery.pkg.util.intstr.IntOrString": _int_or_string,
     "k8s.io.apimachinery.pkg.api.resource.Quantity": lambda m, _d: _text(m.string),
     "k8s.io.api.authorization.v1.ExtraValue": lambda m, _d: [_text(i) for i in m.items],
+    "k8s.io.api.authentication.v1.ExtraValue": lambda m, _d: [_text(i) for i in m.items],
 }

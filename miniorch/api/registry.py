@@ -133,6 +133,8 @@ class Registry:
         if not isinstance(meta, dict):
             raise BadRequest("metadata must be an object")
         self._check_kind(resource, obj)
+        if kind.answer is not None:
+            return kind.answer_request(self, obj)  # a review: answered, never stored
         if resource.namespaced:
             body_ns = meta.get("namespace")
             target = namespace or body_ns or "default"

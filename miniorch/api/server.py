@@ -49,7 +49,13 @@ from miniorch.api.errors import (
     UnsupportedMediaType,
 )
 from miniorch.api.kinds import PODS, Kind, Resource
-from miniorch.api.openapi import openapi_v3_document, openapi_v3_root
+from miniorch.api.openapi import (
+    OPENAPI_V2_PROTOBUF,
+    openapi_v2_document,
+    openapi_v2_protobuf,
+    openapi_v3_document,
+    openapi_v3_root,
+)
 from miniorch.api.patch import apply_patch
 from miniorch.api.registry import Registry
 from miniorch.api.schema import SCALE_DEFINITION
@@ -239,7 +245,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if head == "version" and len(segs) == 1:
         return json_response(_version())
     if head == "openapi":
-        return _openapi(ctx, segs[1:])
+        return _openapi(request, ctx, segs[1:])
     kinds = ctx.registry.kinds
     if head == "api":
         if len(segs) == 1:
@@ -286,6 +292,8 @@ async def _resource_request(request: web.Request, ctx: ApiContext, group: str, v
             raise _not_found()
         kind, tail = found, rest[1:]
     resource = kind.resource
+    if kind.answer is not None and (tail or watch_path or request.method != "POST"):
+        raise _not_allowed()  # a review is only ever created (answered), never stored
     if len(tail) > 2 or (resource.namespaced and namespace is None and tail):
         raise _not_found()
     name = tail[0] if tail else None
@@ -396,7 +404,11 @@ def _resource_list(ctx: ApiContext, group: str, version: str) -> Obj:
             "resources": resources}
 
 
-def _openapi(ctx: ApiContext, rest: list[str]) -> web.Response:
+def _openapi(request: web.Request, ctx: ApiContext, rest: list[str]) -> web.Response:
+    if rest == ["v2"]:
+        if "protobuf" in request.headers.get("Accept", ""):
+            return web.Response(body=openapi_v2_protobuf(), content_type=OPENAPI_V2_PROTOBUF)
+        return json_response(openapi_v2_document())
     if rest == ["v3"]:
         return json_response(openapi_v3_root(ctx.registry.kinds))
     if len(rest) >= 3 and rest[0] == "v3":
@@ -411,7 +423,6 @@ def _openapi(ctx: ApiContext, rest: list[str]) -> web.Response:
             return json_response(openapi_v3_document(ctx.registry.kinds, group_version))
         except LookupError:
             raise _not_found() from None
-    # /openapi/v2 included: kubectl falls back to it and tolerates the 404.
     raise _not_found()
 
 

@@ -1,4 +1,6 @@
-"""`…/pods/<name>/portforward`: TCP to a pod's port, as kubectl 1.31+ does it.
+"""`…/pods/<name>/portforward`: TCP to a pod's port, over two WebSocket dialects.
+
+1. kubectl 1.31+ (SPDY tunnelled in a WebSocket):
 
     kubectl ══WebSocket (subprotocol SPDY/3.1+portforward.k8s.io)══► serve_portforward
        binary messages carry a plain SPDY/3 byte stream (client-go's "tunneling"):
@@ -16,6 +18,16 @@ data frames `0|stream-id(31)|flags(8)|length(24)`; header blocks are zlib stream
 with the SPDY/3 dictionary, one compression context per direction for the whole
 connection, so every received header block must be inflated, even ones we ignore.
 The client (moby/spdystream) does no flow control, so neither do we.
+
+2. The channel protocol `v4.channel.k8s.io` (the `kubernetes` Python client's
+   `portforward`), ports named up front in `?ports=P1,P2`:
+
+    client ══WebSocket (v4.channel.k8s.io)══► _ChannelSession, port i = ports[i]:
+         connect podIP:Pi; send [2i, Pi lo, Pi hi] and [2i+1, Pi lo, Pi hi]
+         binary [2i] + bytes ──────────────────► TCP send to Pi
+         binary [2i] + bytes ◄──────────────────  TCP receive from Pi
+         a failed connect ─► [2i+1] + message; when every port's TCP has ended (or
+         the client closes) the WebSocket is closed, which ends the client's sockets.
 
 Invariants: one writer at a time on the WebSocket (a lock); every TCP connection is
 closed when its stream ends or the session ends; nothing outlives the request.
@@ -40,6 +52,7 @@ from miniorch.api.server_common import ApiContext
 log = structlog.get_logger(__name__)
 
 TUNNEL_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
+CHANNEL_PROTOCOL = "v4.channel.k8s.io"
 SPDY_VERSION = 3
 SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDATE = (
     1, 2, 3, 4, 6, 7, 8, 9)
@@ -276,6 +289,117 @@ class _Session:
             await self.close_forward(forward)
 
 
+class _ChannelSession:
+    """`v4.channel.k8s.io`: one data and one error channel per port of `?ports=`."""
+
+    def __init__(self, ws: web.WebSocketResponse, pod_ip: str, pod_name: str,
+                 ports: list[int]) -> None:
+        self.ws = ws
+        self.pod_ip = pod_ip
+        self.pod_name = pod_name
+        self.ports = ports
+        self.send_lock = anyio.Lock()
+        self.tcp: dict[int, SocketStream] = {}
+        """Port index → its connection to the pod, while open."""
+        self.failed: dict[int, str] = {}
+        """Port index → why its connection could not be made."""
+
+    async def send(self, channel: int, data: bytes) -> None:
+        async with self.send_lock:
+            if not self.ws.closed:
+                with contextlib.suppress(ConnectionError):
+                    await self.ws.send_bytes(bytes([channel]) + data)
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            pumps_done = anyio.Event()
+            remaining = [len(self.ports)]
+
+            async def pump_and_count(index: int) -> None:
+                try:
+                    await self.pump(index)
+                finally:
+                    remaining[0] -= 1
+                    if not remaining[0]:
+                        pumps_done.set()
+
+            async def close_when_all_done() -> None:
+                await pumps_done.wait()
+                await self.ws.close()  # the client's sockets end with the WebSocket
+
+            # Connect first: a client writes as soon as it has its socket, and bytes for a
+            # port whose connection is still being made would have nowhere to go.
+            for index, port in enumerate(self.ports):
+                try:
+                    self.tcp[index] = await anyio.connect_tcp(self.pod_ip, port)
+                except OSError as exc:
+                    self.failed[index] = (
+                        f"error forwarding port {port} to pod {self.pod_name}: failed to "
+                        f"connect to localhost:{port} inside namespace of pod "
+                        f"{self.pod_name}: {exc}")
+            for index, port in enumerate(self.ports):
+                # Each channel's first frame names its port (2 bytes, little-endian).
+                await self.send(2 * index, struct.pack("<H", port))
+                await self.send(2 * index + 1, struct.pack("<H", port))
+            for index in range(len(self.ports)):
+                tg.start_soon(pump_and_count, index)
+            tg.start_soon(close_when_all_done)
+            async for msg in self.ws:
+                if msg.type != WSMsgType.BINARY or not msg.data:
+                    continue
+                channel, data = msg.data[0], msg.data[1:]
+                tcp = self.tcp.get(channel // 2)
+                if channel % 2 or tcp is None or not data:
+                    continue  # error channels carry nothing from the client
+                try:
+                    await tcp.send(data)
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+                    await self.close_port(channel // 2)
+            tg.cancel_scope.cancel()
+
+    async def pump(self, index: int) -> None:
+        tcp = self.tcp.get(index)
+        if tcp is None:
+            await self.send(2 * index + 1, self.failed.get(index, "connection closed").encode())
+            return
+        try:
+            while True:
+                try:
+                    data = await tcp.receive(CHUNK)
+                except (anyio.EndOfStream, anyio.ClosedResourceError,
+                        anyio.BrokenResourceError, OSError):
+                    break
+                await self.send(2 * index, data)
+        finally:
+            await self.close_port(index)
+
+    async def close_port(self, index: int) -> None:
+        tcp = self.tcp.pop(index, None)
+        if tcp is not None:
+            with anyio.CancelScope(shield=True):
+                await tcp.aclose()
+
+    async def aclose(self) -> None:
+        for index in list(self.tcp):
+            await self.close_port(index)
+
+
+def _ports_of(request: web.Request) -> list[int]:
+    ports: list[int] = []
+    for value in request.query.getall("ports", []):
+        for item in value.split(","):
+            try:
+                port = int(item)
+            except ValueError:
+                raise BadRequest(f'unable to parse "{item}" as a port: invalid syntax') from None
+            if not 0 < port < 65536:
+                raise BadRequest(f"port {port} must be > 0 and < 65536")
+            ports.append(port)
+    if not ports:
+        raise BadRequest("query parameter \"ports\" is required")
+    return ports
+
+
 async def serve_portforward(request: web.Request, ctx: ApiContext, namespace: str,
                             name: str) -> web.StreamResponse:
     pod = ctx.registry.get(PODS, namespace, name)
@@ -284,15 +408,20 @@ async def serve_portforward(request: web.Request, ctx: ApiContext, namespace: st
         raise BadRequest(f"pod {name} is not running and cannot be port-forwarded; current "
                          f"phase is {status.get('phase') or 'Pending'}")
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
-    if request.headers.get("Upgrade", "").lower() != "websocket" \
-            or TUNNEL_PROTOCOL not in offered:
+    protocol = next((p for p in (TUNNEL_PROTOCOL, CHANNEL_PROTOCOL) if p in offered), None)
+    if request.headers.get("Upgrade", "").lower() != "websocket" or protocol is None:
         raise BadRequest("Upgrade request required: miniorch serves port-forward over "
-                         f"WebSockets (subprotocol {TUNNEL_PROTOCOL}); plain SPDY is not "
-                         "supported")
-    ws = web.WebSocketResponse(protocols=(TUNNEL_PROTOCOL,), autoping=True,
-                               max_msg_size=1 << 24)
+                         f"WebSockets (subprotocol {TUNNEL_PROTOCOL} or {CHANNEL_PROTOCOL}); "
+                         "plain SPDY is not supported")
+    session: _Session | _ChannelSession
+    if protocol == CHANNEL_PROTOCOL:
+        ports = _ports_of(request)  # before the upgrade, so a bad request is a 400
+    ws = web.WebSocketResponse(protocols=(protocol,), autoping=True, max_msg_size=1 << 24)
     await ws.prepare(request)
-    session = _Session(ws, str(status["podIP"]), name)
+    if protocol == CHANNEL_PROTOCOL:
+        session = _ChannelSession(ws, str(status["podIP"]), name, ports)
+    else:
+        session = _Session(ws, str(status["podIP"]), name)
     try:
         with ctx.stream_scope():
             await session.run()
@@ -303,4 +432,4 @@ async def serve_portforward(request: web.Request, ctx: ApiContext, namespace: st
     return ws
 
 
-__all__ = ["DICTIONARY", "TUNNEL_PROTOCOL", "serve_portforward"]
+__all__ = ["CHANNEL_PROTOCOL", "DICTIONARY", "TUNNEL_PROTOCOL", "serve_portforward"]

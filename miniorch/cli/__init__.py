@@ -4,6 +4,8 @@ Layout (data flows top to bottom):
 
 - `main`       — argparse grammar, global options, dispatch; `main(argv) -> exit code`.
 - `commands`   — one function per kubectl verb; they talk to the API only via `client`.
+- `discovery`  — kind names resolved through the server's discovery, cached per run
+                 (no table of kinds in the CLI: every kind the server serves works).
 - `client`     — a synchronous HTTPS client on `http.client` + `ssl`, configured from the
                  kubeconfig; raises `errors.CliError` / `errors.StatusError`.
 - `tabwriter`, `printers`, `jsonpath`, `describe` — output exactly as kubectl prints it.
@@ -12,6 +14,6 @@ Layout (data flows top to bottom):
 - `completion` — bash/zsh completion scripts.
 
 Invariant: startup stays cheap. Only the stdlib, `miniorch.core.settings` and
-`miniorch.api.kinds` are imported eagerly; yaml and aiohttp are imported inside the
-commands that need them.
+`miniorch.api.resource` are imported eagerly (never `miniorch.api.kinds`); yaml and
+aiohttp are imported inside the commands that need them.
 """

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from miniorch.api.kinds import RESOURCES, Resource, UnknownResourceError, resource_for
+from miniorch.api.resource import Resource
 from miniorch.cli.client import TABLE_ACCEPT, Client
 from miniorch.cli.context import Context
 from miniorch.cli.errors import CliError, StatusError
@@ -33,14 +33,12 @@ Obj = dict[str, Any]
 # -- resolving KIND [NAME...] -------------------------------------------------------------
 
 
-def lookup_resource(name: str) -> Resource:
-    try:
-        return resource_for(name)
-    except UnknownResourceError:
-        raise CliError(f'the server doesn\'t have a resource type "{name}"') from None
+def lookup_resource(ctx: Context, name: str) -> Resource:
+    """`name` as the server's discovery knows it (CliError if it serves no such kind)."""
+    return ctx.discovery.resolve(name)
 
 
-def resolve_targets(args: list[str]) -> list[tuple[Resource, list[str]]]:
+def resolve_targets(ctx: Context, args: list[str]) -> list[tuple[Resource, list[str]]]:
     """`pods`, `pods a b`, `pod/a rc/b`, `pods,svc`, `all` → [(resource, names)]."""
     if not args:
         raise CliError("You must specify the type of resource to get. Use \"miniorch "
@@ -54,7 +52,7 @@ def resolve_targets(args: list[str]) -> list[tuple[Resource, list[str]]]:
                                "(e.g. 'miniorch get resource/<resource_name>' instead of "
                                "'miniorch get resource resource/<resource_name>'")
             kind, _, name = arg.partition("/")
-            resource = lookup_resource(kind)
+            resource = lookup_resource(ctx, kind)
             if targets and targets[-1][0] == resource:
                 targets[-1][1].append(name)
             else:
@@ -63,9 +61,9 @@ def resolve_targets(args: list[str]) -> list[tuple[Resource, list[str]]]:
     kinds: list[Resource] = []
     for kind in args[0].split(","):
         if kind == "all":
-            kinds.extend(r for r in RESOURCES if "all" in r.categories)
+            kinds.extend(ctx.discovery.category("all"))
         else:
-            kinds.append(lookup_resource(kind))
+            kinds.append(lookup_resource(ctx, kind))
     names = args[1:]
     if names and len(kinds) > 1:
         raise CliError("arguments in resource/name form must have a single resource and name")
@@ -90,7 +88,7 @@ def _no_resources(ctx: Context, resources: list[Resource], all_namespaces: bool)
 
 
 def cmd_get(ctx: Context, a: argparse.Namespace) -> int:
-    targets = resolve_targets(a.args)
+    targets = resolve_targets(ctx, a.args)
     output: str = a.output or ""
     all_ns = bool(a.all_namespaces)
     query: dict[str, Any] = {}
@@ -295,7 +293,7 @@ def _watch_objects(ctx: Context, a: argparse.Namespace, resource: Resource, name
 def cmd_describe(ctx: Context, a: argparse.Namespace) -> int:
     from miniorch.cli.describe import describe_object
 
-    targets = resolve_targets(a.args)
+    targets = resolve_targets(ctx, a.args)
     outputs: list[str] = []
     failed = False
     for resource, names in targets:
@@ -369,21 +367,21 @@ def cmd_run(ctx: Context, a: argparse.Namespace) -> int:
         else:
             ctx.out(f"replicationcontroller/{name} created (dry run)\n")
         return 0
-    ctx.client.request("POST", path_for(ctx, lookup_resource("rc")), body=rc,
+    ctx.client.request("POST", path_for(ctx, lookup_resource(ctx, "rc")), body=rc,
                        query={"fieldManager": "kubectl-run"})
     ctx.out(f"replicationcontroller/{name} created\n")
     return 0
 
 
-def _kind_and_name(args: list[str]) -> tuple[Resource, str]:
-    targets = resolve_targets(args)
+def _kind_and_name(ctx: Context, args: list[str]) -> tuple[Resource, str]:
+    targets = resolve_targets(ctx, args)
     if len(targets) != 1 or len(targets[0][1]) != 1:
         raise CliError("exactly one resource and name is required, e.g. `rc kubia`")
     return targets[0][0], targets[0][1][0]
 
 
 def cmd_expose(ctx: Context, a: argparse.Namespace) -> int:
-    resource, name = _kind_and_name(a.args)
+    resource, name = _kind_and_name(ctx, a.args)
     if resource.kind not in ("ReplicationController", "Pod", "Service"):
         raise CliError(f"cannot expose a {resource.kind}")
     obj = ctx.client.get(path_for(ctx, resource, name))
@@ -446,21 +444,21 @@ def cmd_expose(ctx: Context, a: argparse.Namespace) -> int:
             raise CliError(f"invalid service type {a.type!r}: use ClusterIP, NodePort or "
                            "LoadBalancer")
         service["spec"]["type"] = types[a.type.lower()]
-    ctx.client.request("POST", path_for(ctx, lookup_resource("svc")), body=service,
+    ctx.client.request("POST", path_for(ctx, lookup_resource(ctx, "svc")), body=service,
                        query={"fieldManager": "kubectl-expose"})
     ctx.out(f"service/{svc_name} exposed\n")
     return 0
 
 
 def cmd_scale(ctx: Context, a: argparse.Namespace) -> int:
-    targets = resolve_targets(a.args)
+    targets = resolve_targets(ctx, a.args)
     if a.replicas < 0:
         raise CliError("The --replicas=COUNT flag is required, and COUNT must be greater "
                        "than or equal to 0")
     for resource, names in targets:
-        if resource.kind != "ReplicationController":
-            raise CliError(f'cannot scale a {resource.kind}: only replicationcontrollers '
-                           'have a scale subresource')
+        if not ctx.discovery.scalable(resource):
+            raise CliError(f'cannot scale a {resource.kind}: the server serves no '
+                           f'{resource.plural}/scale subresource')
         for name in names:
             obj = ctx.client.get(path_for(ctx, resource, name))
             if a.current_replicas is not None and a.current_replicas >= 0:
@@ -470,7 +468,7 @@ def cmd_scale(ctx: Context, a: argparse.Namespace) -> int:
             ctx.client.request("PATCH", path_for(ctx, resource, name) + "/scale",
                                body={"spec": {"replicas": a.replicas}},
                                content_type="application/merge-patch+json")
-            ctx.out(f"replicationcontroller/{name} scaled\n")
+            ctx.out(f"{kind_name_for(resource.kind, resource.api_version)}/{name} scaled\n")
     return 0
 
 
@@ -510,12 +508,12 @@ def cmd_delete(ctx: Context, a: argparse.Namespace) -> int:
     if a.filename:
         from miniorch.cli.manifests import read_manifests
         for manifest in read_manifests(a.filename, recursive=a.recursive):
-            resource = _resource_of(manifest.obj)
+            resource = _resource_of(ctx, manifest.obj)
             meta = manifest.obj.get("metadata") or {}
             items.append((resource, str(meta.get("name", "")),
                           meta.get("namespace") or ctx.namespace))
     else:
-        targets = resolve_targets(a.args)
+        targets = resolve_targets(ctx, a.args)
         for resource, names in targets:
             if names and (a.all or a.selector):
                 raise CliError("name cannot be provided when a selector is specified")
@@ -577,17 +575,15 @@ def cmd_delete(ctx: Context, a: argparse.Namespace) -> int:
 # -- create / apply -----------------------------------------------------------------------
 
 
-def _resource_of(obj: Obj) -> Resource:
-    from miniorch.api.kinds import resource_by_kind
-
+def _resource_of(ctx: Context, obj: Obj) -> Resource:
     api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
-    try:
-        return resource_by_kind(api_version, kind)
-    except UnknownResourceError:
-        name = (obj.get("metadata") or {}).get("name", "")
-        raise CliError(f'resource mapping not found for name: "{name}" namespace: "" from '
-                       f'"": no matches for kind "{kind}" in version "{api_version}"\n'
-                       "ensure CRDs are installed first") from None
+    found = ctx.discovery.by_kind(api_version, kind)
+    if found is not None:
+        return found
+    name = (obj.get("metadata") or {}).get("name", "")
+    raise CliError(f'resource mapping not found for name: "{name}" namespace: "" from '
+                   f'"": no matches for kind "{kind}" in version "{api_version}"\n'
+                   "ensure CRDs are installed first")
 
 
 def _target_namespace(ctx: Context, resource: Resource, obj: Obj) -> str | None:
@@ -610,7 +606,7 @@ def cmd_create(ctx: Context, a: argparse.Namespace) -> int:
     if a.args:
         return _create_named(ctx, a)
     manifests = read_manifests(a.filename or [], recursive=a.recursive)
-    plan = [(m, _resource_of(m.obj)) for m in manifests]  # validate everything first
+    plan = [(m, _resource_of(ctx, m.obj)) for m in manifests]  # validate everything first
     failed = False
     for manifest, resource in plan:
         namespace = _target_namespace(ctx, resource, manifest.obj)
@@ -647,7 +643,7 @@ def cmd_apply(ctx: Context, a: argparse.Namespace) -> int:
     from miniorch.cli.manifests import read_manifests
 
     manifests = read_manifests(a.filename or [], recursive=a.recursive)
-    plan = [(m, _resource_of(m.obj)) for m in manifests]
+    plan = [(m, _resource_of(ctx, m.obj)) for m in manifests]
     failed = False
     for manifest, resource in plan:
         namespace = _target_namespace(ctx, resource, manifest.obj)
@@ -709,7 +705,7 @@ def _change_map(ctx: Context, a: argparse.Namespace, field: str, verb: str) -> i
     targets_args = [x for x in args if x not in changes]
     if not changes:
         raise CliError(f"at least one {field[:-1]} update is required")
-    targets = resolve_targets(targets_args)
+    targets = resolve_targets(ctx, targets_args)
     set_values: dict[str, str] = {}
     removals: list[str] = []
     for change in changes:
@@ -772,18 +768,18 @@ def pick_container(ctx: Context, pod: Obj, wanted: str | None) -> str:
     return containers[0]
 
 
-def _pod_name(arg: str) -> str:
+def _pod_name(ctx: Context, arg: str) -> str:
     kind, sep, name = arg.partition("/")
     if sep:
-        if lookup_resource(kind).kind != "Pod":
+        if lookup_resource(ctx, kind).kind != "Pod":
             raise CliError(f"only pods are supported here, not {kind}")
         return name
     return arg
 
 
 def cmd_logs(ctx: Context, a: argparse.Namespace) -> int:
-    name = _pod_name(a.pod)
-    pod_path = path_for(ctx, lookup_resource("pods"), name)
+    name = _pod_name(ctx, a.pod)
+    pod_path = path_for(ctx, lookup_resource(ctx, "pods"), name)
     pod = ctx.client.get(pod_path)
     container = pick_container(ctx, pod, a.container)
     query: dict[str, Any] = {"container": container}
@@ -895,7 +891,7 @@ def cmd_version(ctx: Context, a: argparse.Namespace) -> int:
 
 def cmd_api_resources(ctx: Context, a: argparse.Namespace) -> int:
     rows = ["NAME\tSHORTNAMES\tAPIVERSION\tNAMESPACED\tKIND\n"]
-    for r in sorted(RESOURCES, key=lambda r: (r.group, r.plural)):
+    for r in sorted(ctx.discovery.resources(), key=lambda r: (r.group, r.plural)):
         if a.namespaced is not None and r.namespaced != (a.namespaced == "true"):
             continue
         rows.append(f"{r.plural}\t{','.join(r.short_names)}\t{r.api_version}\t"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import IO
 
 from miniorch.cli.client import Client, ClusterConfig, load_config
+from miniorch.cli.discovery import Discovery
 
 
 @dataclass(kw_only=True)
@@ -20,6 +21,7 @@ class Context:
     stderr: IO[str]
     _config: ClusterConfig | None = field(default=None, repr=False)
     _client: Client | None = field(default=None, repr=False)
+    _discovery: Discovery | None = field(default=None, repr=False)
 
     @property
     def config(self) -> ClusterConfig:
@@ -32,6 +34,13 @@ class Context:
         if self._client is None:
             self._client = Client(self.config)
         return self._client
+
+    @property
+    def discovery(self) -> Discovery:
+        """The server's kinds, fetched once per run as a command first needs them."""
+        if self._discovery is None:
+            self._discovery = Discovery(self.client)
+        return self._discovery
 
     @property
     def namespace(self) -> str:

@@ -56,8 +56,8 @@ def cmd_exec(ctx: Context, args: argparse.Namespace) -> int:
 
     if not args.cmd:
         raise CliError("you must specify at least one command for the container")
-    name = _pod_name(args.pod)
-    pod_path = path_for(ctx, lookup_resource("pods"), name)
+    name = _pod_name(ctx, args.pod)
+    pod_path = path_for(ctx, lookup_resource(ctx, "pods"), name)
     pod = ctx.client.get(pod_path)
     phase = (pod.get("status") or {}).get("phase")
     if phase in ("Succeeded", "Failed"):

@@ -68,9 +68,11 @@ class GarbageCollector:
         self._dependents: dict[str, set[DependentKey]] = {}
 
     def sources(self) -> list[Source[DependentKey]]:
-        # Events are never owners nor dependents here, and they are the busiest kind.
+        # Events are never owners nor dependents here, and they are the busiest kind;
+        # kinds that cannot be watched (the reviews) are never stored.
         return [Source(resource, self._mapper(resource))
-                for resource in self.registry.kinds.resources if resource is not EVENTS]
+                for resource in self.registry.kinds.resources
+                if resource is not EVENTS and "watch" in resource.verbs]
 
     def _mapper(self, resource: Resource) -> Callable[[InformerEvent], list[DependentKey]]:
         def map_event(event: InformerEvent) -> list[DependentKey]:

@@ -229,3 +229,31 @@ def test_exec_streams_and_propagates_the_exit_code(cluster: Cluster) -> None:
                            "exec", "-i", "box", "--", "cat"], input="hello\n",
                           capture_output=True, text=True, timeout=30)
     assert (proc.returncode, proc.stdout) == (0, "hello\n"), proc.stderr
+
+
+def test_kinds_come_from_the_servers_discovery(cluster: Cluster) -> None:
+    """No per-kind table in the CLI: ConfigMaps, Secrets and Leases are resolved,
+    printed, described and deleted through what the server serves."""
+    from miniorch.api.kinds import CONFIGMAPS
+
+    cluster.portal.call(lambda: cluster.registry.create(CONFIGMAPS, {
+        "metadata": {"name": "app-config", "namespace": "default"},
+        "data": {"a": "1", "b": "2"}}))
+    r = cluster.cli("get", "cm")
+    assert r.stdout.splitlines()[0].split() == ["NAME", "DATA", "AGE"], r.stderr
+    assert r.stdout.splitlines()[1].split()[:2] == ["app-config", "2"]
+    r = cluster.cli("get", "configmaps/app-config", "-o", "name")
+    assert r.stdout == "configmap/app-config\n", r.stderr
+    r = cluster.cli("get", "leases.coordination.k8s.io", "-A")
+    assert r.returncode == 0, r.stderr
+    r = cluster.cli("describe", "configmap", "app-config")
+    assert r.returncode == 0, r.stderr
+    assert "Name:" in r.stdout and "app-config" in r.stdout
+    r = cluster.cli("scale", "cm", "app-config", "--replicas=2")
+    assert r.returncode == 1
+    assert "the server serves no configmaps/scale subresource" in r.stderr
+    r = cluster.cli("delete", "cm", "app-config")
+    assert r.stdout == 'configmap "app-config" deleted\n', r.stderr
+    r = cluster.cli("get", "widgets")
+    assert (r.returncode, r.stderr) == (
+        1, 'error: the server doesn\'t have a resource type "widgets"\n')

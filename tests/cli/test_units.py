@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from miniorch.api.kinds import RESOURCES
 from miniorch.cli.apply import (
     LAST_APPLIED,
     apply_strategic_patch,
@@ -14,8 +15,11 @@ from miniorch.cli.apply import (
     three_way_patch,
     with_last_applied,
 )
+from miniorch.cli.client import Client
 from miniorch.cli.commands import resolve_targets
+from miniorch.cli.context import Context
 from miniorch.cli.describe import human_duration
+from miniorch.cli.discovery import Discovery
 from miniorch.cli.errors import CliError, ConnectionRefused, StatusError
 from miniorch.cli.jsonpath import render
 from miniorch.cli.kubeconfig_fast import parse
@@ -49,16 +53,66 @@ def test_exec_and_run_take_the_command_after_dashes() -> None:
                  [("replicationcontrollers", ["kubia"]), ("services", ["kubia-http"])],
                  id="slash"),
     pytest.param(["all"], [("pods", []), ("replicationcontrollers", []), ("services", []),
-                           ("daemonsets", []), ("statefulsets", [])], id="all"),
+                           ("deployments", [])], id="all"),
     pytest.param(["no,ep"], [("nodes", []), ("endpoints", [])], id="comma"),
 ])
 def test_resolve_targets(args: list[str], expected: list[tuple[str, list[str]]]) -> None:
-    assert [(r.plural, n) for r, n in resolve_targets(args)] == expected
+    assert [(r.plural, n) for r, n in resolve_targets(_context(), args)] == expected
+
+
+class _DiscoveryDocs:
+    """The discovery documents of the built-in kinds, as the server's are shaped (the
+    boundary the CLI's Discovery reads), plus a kind of a group the CLI never heard of."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def get(self, path: str) -> dict[str, object]:
+        self.asked.append(path)
+        if path == "/apis":
+            return {"groups": [{"name": g, "preferredVersion": {"groupVersion": f"{g}/v1"}}
+                               for g in ("coordination.k8s.io", "apps")]}
+        group = "" if path == "/api/v1" else path.split("/")[2]
+        entries: list[dict[str, object]] = [
+            {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
+             "kind": r.kind, "verbs": list(r.verbs), "shortNames": list(r.short_names),
+             "categories": list(r.categories)} for r in RESOURCES if r.group == group]
+        if group == "apps":
+            entries = [{"name": "deployments", "singularName": "deployment",
+                        "namespaced": True, "kind": "Deployment", "shortNames": ["deploy"],
+                        "categories": ["all"], "verbs": ["get", "list"]},
+                       {"name": "deployments/scale", "kind": "Scale"}]
+        return {"groupVersion": f"{group}/v1" if group else "v1", "resources": entries}
+
+
+def _context(docs: _DiscoveryDocs | None = None) -> Context:
+    ctx = Context(home=Path("/nonexistent"), kubeconfig=Path("/nonexistent"),
+                  stdout=None, stderr=None)  # type: ignore[arg-type]
+    client: Client = docs or _DiscoveryDocs()  # type: ignore[assignment]
+    ctx._discovery = Discovery(client)
+    return ctx
+
+
+def test_discovery_reads_groups_only_when_the_core_group_lacks_the_name() -> None:
+    docs = _DiscoveryDocs()
+    ctx = _context(docs)
+    assert ctx.discovery.resolve("po").plural == "pods"
+    assert docs.asked == ["/api/v1"]
+    for name in ("deploy", "deployments.apps", "deployment.apps", "Deployment"):
+        assert ctx.discovery.resolve(name).api_version == "apps/v1"
+    assert docs.asked == ["/api/v1", "/apis", "/apis/coordination.k8s.io/v1",
+                          "/apis/apps/v1"]  # cached for the run
+    deploy = ctx.discovery.resolve("deploy")
+    assert ctx.discovery.scalable(deploy)
+    assert not ctx.discovery.scalable(ctx.discovery.resolve("pods"))
+    assert [r.plural for r in ctx.discovery.category("all")] == [
+        "pods", "replicationcontrollers", "services", "deployments"]
+    assert ctx.discovery.by_kind("apps/v1", "Deployment") == deploy
 
 
 def test_unknown_kind_error_text() -> None:
     with pytest.raises(CliError) as info:
-        resolve_targets(["foo"])
+        resolve_targets(_context(), ["foo"])
     assert info.value.render() == 'error: the server doesn\'t have a resource type "foo"'
 
 

@@ -23,6 +23,9 @@ from miniorch.machinery.readonly import FrozenDict, freeze, thaw
 
 WAIT = 5.0
 
+WATCHED = {r.key: 1 for r in RESOURCES if r.plural != "events" and "watch" in r.verbs}
+"""One watch per watchable kind (the garbage collector follows all but Events)."""
+
 
 def open_watches(store: Store) -> dict[str, int]:
     """Watches the store is feeding right now, per resource (the boundary we count)."""
@@ -193,7 +196,7 @@ async def test_controller_manager_opens_one_watch_per_resource(cluster: Any, run
     async with run_actors(manager.run):
         watched = open_watches(cluster.store)
         # The garbage collector follows every kind but Events; the others add none.
-        assert watched == {r.key: 1 for r in RESOURCES if r.plural != "events"}
+        assert watched == WATCHED
         assert manager.informers.resources == sorted(watched)
 
 

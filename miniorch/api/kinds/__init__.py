@@ -30,6 +30,14 @@ from miniorch.api.kinds.replicationcontroller import (
     REPLICATION_CONTROLLER,
     REPLICATION_CONTROLLERS,
 )
+from miniorch.api.kinds.review import (
+    SELF_SUBJECT_ACCESS_REVIEW,
+    SELF_SUBJECT_ACCESS_REVIEWS,
+    SELF_SUBJECT_REVIEW,
+    SELF_SUBJECT_REVIEWS,
+    SELF_SUBJECT_RULES_REVIEW,
+    SELF_SUBJECT_RULES_REVIEWS,
+)
 from miniorch.api.kinds.secret import SECRET, SECRETS
 from miniorch.api.kinds.service import SERVICE, SERVICES
 from miniorch.api.kinds.serviceaccount import SERVICE_ACCOUNT, SERVICE_ACCOUNTS
@@ -39,6 +47,7 @@ from miniorch.api.resource import ALL_VERBS, Resource, UnknownResourceError
 BUILTIN_KINDS: tuple[Kind, ...] = (
     POD, REPLICATION_CONTROLLER, SERVICE, ENDPOINTS_KIND, NODE, EVENT, NAMESPACE, CONFIGMAP,
     SECRET, SERVICE_ACCOUNT, LEASE, DAEMON_SET, STATEFUL_SET, CONTROLLER_REVISION,
+    SELF_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_RULES_REVIEW, SELF_SUBJECT_REVIEW,
 )
 
 RESOURCES: tuple[Resource, ...] = tuple(k.resource for k in BUILTIN_KINDS)
@@ -124,7 +133,8 @@ def resource_by_kind(api_version: str, kind: str) -> Resource:
 __all__ = [
     "ALL_VERBS", "BUILTIN_KINDS", "CONFIGMAPS", "CONTROLLER_REVISIONS", "DAEMON_SETS",
     "ENDPOINTS", "EVENTS", "LEASES", "NAMESPACES", "NODES", "PODS", "REPLICATION_CONTROLLERS",
-    "RESOURCES", "SECRETS", "SERVICES", "SERVICE_ACCOUNTS", "STATEFUL_SETS", "SYSTEM_NAMESPACES",
-    "Kind", "KindCatalog", "Resource", "UnknownResourceError", "kind_of", "resource_by_kind",
-    "resource_for",
+    "RESOURCES", "SECRETS", "SELF_SUBJECT_ACCESS_REVIEWS", "SELF_SUBJECT_REVIEWS",
+    "SELF_SUBJECT_RULES_REVIEWS", "SERVICES", "SERVICE_ACCOUNTS", "STATEFUL_SETS",
+    "SYSTEM_NAMESPACES", "Kind", "KindCatalog", "Resource", "UnknownResourceError", "kind_of",
+    "resource_by_kind", "resource_for",
 ]

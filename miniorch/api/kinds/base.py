@@ -65,6 +65,8 @@ GracePeriod = Callable[[Obj, "int | None"], int]
 SchemaChecker = Callable[[Obj], "str | None"]
 UnknownFields = Callable[[Obj, bool], list[str]]
 """Paths of unknown fields; the bool asks to prune them in place."""
+Answerer = Callable[[WriteContext, Obj], Obj]
+"""A virtual kind's create: the answer to the request object (a review), never stored."""
 
 
 def _no_defaults(obj: Obj) -> None:
@@ -129,6 +131,10 @@ class Kind:
     """Replaces the schema-table type check (custom resources bring their own)."""
     unknown_fields: UnknownFields | None = None
     """Replaces the schema-table unknown-field walk (custom resources)."""
+    answer: Answerer | None = None
+    """Makes the kind virtual (SelfSubjectAccessReview, …): a create is answered by this
+    hook after the type check and `validate`, with no metadata rules and no store write;
+    the kind's Resource should serve only `create`."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Anything a kind's own module needs to carry (e.g. a CRD's parsed schema)."""
 
@@ -168,6 +174,19 @@ class Kind:
                                                             ) + causes
         causes.extend(self.validate(obj, old))
         validation.raise_invalid(r, str(meta.get("name") or ""), causes)
+
+    def answer_request(self, ctx: WriteContext, obj: Obj) -> Obj:
+        """A virtual kind's create: check `obj`'s types and the kind's rules, then answer."""
+        assert self.answer is not None, f"{self.resource.kind} is not a virtual kind"
+        r = self.resource
+        self.apply_defaults(obj)
+        problem = (self.type_check(obj) if self.type_check is not None
+                   else validation.type_error(self.root_definition, obj))
+        if problem:
+            raise BadRequest(f'{r.kind} in version "{r.version}" cannot be handled as a '
+                             f"{r.kind}: {problem}")
+        validation.raise_invalid(r, "", self.validate(obj, None))
+        return self.answer(ctx, obj)
 
     def find_unknown_fields(self, obj: Obj, *, prune: bool = False) -> list[str]:
         """Paths of fields the kind's schema does not know (`?fieldValidation`)."""
