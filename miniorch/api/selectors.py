@@ -18,6 +18,8 @@ from miniorch.api.errors import BadRequest
 from miniorch.core.objects import Obj
 
 _SET_RE = re.compile(r"^\s*(!?)([A-Za-z0-9_./-]+)\s*(?:(in|notin)\s*\(([^)]*)\))?\s*$")
+_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+"""metav1.LabelSelectorOperator → the operators of the text grammar."""
 _EQ_RE = re.compile(r"^\s*([A-Za-z0-9_./-]+)\s*(==|=|!=)\s*([A-Za-z0-9_./:-]*)\s*$")
 
 
@@ -92,6 +94,32 @@ class LabelSelector:
     @classmethod
     def from_match_labels(cls, labels: Mapping[str, str]) -> LabelSelector:
         return cls(tuple(Requirement(k, "=", (v,)) for k, v in sorted(labels.items())))
+
+    @classmethod
+    def from_object(cls, selector: Mapping[str, Any] | None) -> LabelSelector:
+        """A metav1.LabelSelector (`matchLabels` + `matchExpressions`), as
+        LabelSelectorAsSelector reads it; requirements sorted by key, as its String()
+        prints them. Unknown operators are left to validation (they match nothing)."""
+        selector = selector or {}
+        reqs = [Requirement(str(k), "=", (str(v),))
+                for k, v in (selector.get("matchLabels") or {}).items()]
+        for expr in selector.get("matchExpressions") or []:
+            op = _OPERATORS.get(str(expr.get("operator")), "in")
+            values = tuple(sorted(str(v) for v in expr.get("values") or []))
+            reqs.append(Requirement(str(expr.get("key", "")), op, values))
+        return cls(tuple(sorted(reqs, key=lambda r: r.key)))
+
+    def __str__(self) -> str:
+        """kubectl's rendering: `app=web,tier in (a,b),!legacy`."""
+        parts: list[str] = []
+        for r in self.requirements:
+            if r.operator in ("=", "!="):
+                parts.append(f"{r.key}{r.operator}{r.values[0]}")
+            elif r.operator in ("in", "notin"):
+                parts.append(f"{r.key} {r.operator} ({','.join(r.values)})")
+            else:
+                parts.append(r.key if r.operator == "exists" else f"!{r.key}")
+        return ",".join(parts)
 
     @property
     def empty(self) -> bool:

@@ -14,7 +14,7 @@ REF = "#/components/schemas/"
 
 def test_root_points_at_each_group_version_with_its_hash() -> None:
     root = openapi.openapi_v3_root(BUILTIN_KINDS)
-    assert set(root["paths"]) == {"api/v1", "apis/coordination.k8s.io/v1"}
+    assert set(root["paths"]) == {"api/v1", "apis/apps/v1", "apis/coordination.k8s.io/v1"}
     for key, entry in root["paths"].items():
         url = entry["serverRelativeURL"]
         assert url.startswith(f"/openapi/v3/{key}?hash=")
@@ -30,7 +30,7 @@ def test_group_version_spellings(name: str) -> None:
 
 def test_unknown_group_version() -> None:
     with pytest.raises(NotFound):
-        openapi.openapi_v3_document(BUILTIN_KINDS, "apis/apps/v1")
+        openapi.openapi_v3_document(BUILTIN_KINDS, "apis/batch/v1")
 
 
 def _doc_for(resource: Resource) -> Obj:

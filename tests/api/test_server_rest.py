@@ -62,7 +62,7 @@ async def test_discovery(client: Client) -> None:
     api = await body(await client.get("/api"))
     assert api["versions"] == ["v1"] and api["serverAddressByClientCIDRs"]
     groups = await body(await client.get("/apis"))
-    assert [g["name"] for g in groups["groups"]] == ["coordination.k8s.io"]
+    assert [g["name"] for g in groups["groups"]] == ["apps", "coordination.k8s.io"]
     v1 = await body(await client.get("/api/v1"))
     by_name = {r["name"]: r for r in v1["resources"]}
     assert by_name["replicationcontrollers"]["shortNames"] == ["rc"]
@@ -71,6 +71,13 @@ async def test_discovery(client: Client) -> None:
     assert by_name["pods/exec"]["kind"] == "PodExecOptions"
     for entry in v1["resources"]:
         assert all(entry[k] is not None for k in ("singularName", "kind", "verbs"))
+    apps = await body(await client.get("/apis/apps/v1"))
+    by_name = {r["name"]: r for r in apps["resources"]}
+    assert by_name["deployments"]["shortNames"] == ["deploy"]
+    assert by_name["replicasets"]["shortNames"] == ["rs"]
+    assert by_name["deployments"]["categories"] == ["all"]
+    assert by_name["deployments/scale"]["kind"] == "Scale"
+    assert by_name["replicasets/status"]["kind"] == "ReplicaSet"
     leases = await body(await client.get("/apis/coordination.k8s.io/v1"))
     assert leases["resources"][0]["name"] == "leases"
     version = await body(await client.get("/version"))
