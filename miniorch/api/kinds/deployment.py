@@ -72,7 +72,8 @@ def _default(obj: Obj) -> None:
     spec = ensure_dict(obj, "spec")
     if spec is None:
         return
-    spec.setdefault("replicas", 1)
+    if spec.get("replicas") is None:  # JSON null is unset
+        spec["replicas"] = 1
     strategy = ensure_dict(spec, "strategy")
     if strategy is not None:
         strategy.setdefault("type", "RollingUpdate")

@@ -126,9 +126,13 @@ def validate_workload_spec(obj: Obj, old: Obj | None, *, kind: str) -> list[Caus
     if not isinstance(raw_selector, dict):
         causes.append(required("spec.selector"))
     else:
-        causes.extend(validate_label_selector(raw_selector, "spec.selector"))
-        selector = LabelSelector.from_object(raw_selector)
-        if selector.empty:
+        selector_causes = validate_label_selector(raw_selector, "spec.selector")
+        causes.extend(selector_causes)
+        # An invalid selector cannot be converted (LabelSelectorAsSelector fails), so
+        # Kubernetes does not compare it with the template's labels either.
+        selector = LabelSelector() if selector_causes else LabelSelector.from_object(
+            raw_selector)
+        if selector.empty and not selector_causes:
             causes.append(invalid("spec.selector", raw_selector,
                                   f"empty selector is invalid for {kind}"))
     if old is not None:
@@ -190,7 +194,8 @@ def _default(obj: Obj) -> None:
     spec = ensure_dict(obj, "spec")
     if spec is None:
         return
-    spec.setdefault("replicas", 1)
+    if spec.get("replicas") is None:
+        spec["replicas"] = 1
     default_template(spec)
     status = ensure_dict(obj, "status")
     if status is not None:
