@@ -18,6 +18,8 @@ from miniorch.api.errors import BadRequest
 from miniorch.core.objects import Obj
 
 _SET_RE = re.compile(r"^\s*(!?)([A-Za-z0-9_./-]+)\s*(?:(in|notin)\s*\(([^)]*)\))?\s*$")
+_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+"""metav1.LabelSelectorOperator → the operators of the text grammar."""
 _EQ_RE = re.compile(r"^\s*([A-Za-z0-9_./-]+)\s*(==|=|!=)\s*([A-Za-z0-9_./:-]*)\s*$")
 
 

@@ -2,6 +2,8 @@
 
     ControllerManager.run ─┬─ scheduler                (binds pending pods)
                            ├─ replication-controller   (pods per RC)
+                           ├─ replicaset-controller    (pods per ReplicaSet)
+                           ├─ deployment-controller    (ReplicaSets per Deployment)
                            ├─ daemonset-controller     (a pod per fitting node)
                            ├─ statefulset-controller   (ordered, named pods)
                            ├─ endpoints-controller     (Endpoints per Service)
@@ -27,9 +29,11 @@ from anyio.abc import TaskStatus
 
 from miniorch.api.registry import Registry
 from miniorch.controllers.daemonset import daemonset_controller
+from miniorch.controllers.deployment import deployment_controller
 from miniorch.controllers.endpoints import endpoints_controller
 from miniorch.controllers.garbage_collector import garbage_collector
 from miniorch.controllers.node_lifecycle import NodeLifecycleController
+from miniorch.controllers.replicaset import replica_set_controller
 from miniorch.controllers.replication import replication_controller
 from miniorch.controllers.scheduler import scheduler
 from miniorch.controllers.serviceaccounts import service_accounts_controller
@@ -54,6 +58,8 @@ class ControllerManager:
         self.scheduler = scheduler(registry, clock=self.clock, informers=shared,
                                    default_max_pods=settings.max_pods_per_node)
         self.replication = replication_controller(registry, clock=self.clock, informers=shared)
+        self.replica_sets = replica_set_controller(registry, clock=self.clock, informers=shared)
+        self.deployments = deployment_controller(registry, clock=self.clock, informers=shared)
         self.daemonsets = daemonset_controller(registry, clock=self.clock, informers=shared)
         self.statefulsets = statefulset_controller(registry, clock=self.clock, informers=shared)
         self.endpoints = endpoints_controller(registry, informers=shared)
@@ -70,6 +76,8 @@ class ControllerManager:
             # bound as soon as they appear.
             await tg.start(self.scheduler.run)
             await tg.start(self.replication.run)
+            await tg.start(self.replica_sets.run)
+            await tg.start(self.deployments.run)
             await tg.start(self.daemonsets.run)
             await tg.start(self.statefulsets.run)
             await tg.start(self.endpoints.run)

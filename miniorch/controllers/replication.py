@@ -1,8 +1,11 @@
-"""The ReplicationController controller: keep `spec.replicas` pods alive per RC.
+"""Replica management: keep `spec.replicas` pods alive per ReplicationController or
+ReplicaSet — one implementation, parametrised by a `ReplicaKind` (which resource, how
+its selector reads: an RC's `{k: v}` map, a ReplicaSet's metav1.LabelSelector), as
+kube-controller-manager runs one ReplicaSetController for both.
 
 Data flow:
 
-    RC events ──────────────► key of the RC
+    RC/RS events ───────────► key of the RC
     pod events ──► owner RC's key (controllerRef), or every RC whose selector matches
                    an orphan; ADDED / terminating / DELETED lower the owner's expectations
                          │
@@ -29,13 +32,14 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import structlog
 
 from miniorch.api.errors import ApiError, NotFound
-from miniorch.api.kinds import PODS, REPLICATION_CONTROLLERS
+from miniorch.api.kinds import PODS, REPLICATION_CONTROLLERS, Resource
 from miniorch.api.registry import Registry
 from miniorch.api.selectors import LabelSelector
 from miniorch.controllers.expectations import Expectations
@@ -58,9 +62,10 @@ BURST_REPLICAS = 500
 """At most this many creates or deletes per reconcile (kube-controller-manager's)."""
 
 
-def owner_reference(rc: Obj) -> Obj:
-    return {"apiVersion": "v1", "kind": "ReplicationController",
-            "name": rc["metadata"]["name"], "uid": rc["metadata"]["uid"],
+def owner_reference(owner: Obj, resource: Resource = REPLICATION_CONTROLLERS) -> Obj:
+    """The controllerRef put on what `owner` (an object of `resource`) creates."""
+    return {"apiVersion": resource.api_version, "kind": resource.kind,
+            "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
             "controller": True, "blockOwnerDeletion": True}
 
 
@@ -77,6 +82,75 @@ def _selector_labels(rc: Obj) -> dict[str, str]:
     template_labels: dict[str, str] = \
         (spec.get("template") or {}).get("metadata", {}).get("labels") or {}
     return template_labels
+
+
+def rc_selector(rc: Obj) -> LabelSelector:
+    return LabelSelector.from_match_labels(_selector_labels(rc))
+
+
+@dataclass(frozen=True)
+class ReplicaKind:
+    """What differs between the kinds whose pods a `ReplicaManager` keeps."""
+
+    resource: Resource
+    component: str
+    """The events' source component, and the controller's name."""
+    selector: Callable[[Obj], LabelSelector]
+    """The owner's pod selector (empty: act on nothing)."""
+
+
+REPLICATION_CONTROLLER_KIND = ReplicaKind(REPLICATION_CONTROLLERS, COMPONENT, rc_selector)
+
+
+def claim(registry: Registry, owner: Obj, owner_resource: Resource, selector: LabelSelector,
+          resource: Resource, objects: list[Obj]) -> list[Obj]:
+    """ControllerRefManager.Claim: the `objects` (of `resource`) `owner` controls, after
+    adopting orphans its selector matches and releasing owned ones it no longer does.
+    Each adoption and release is one atomic `mutate`, so two owners never both win."""
+    uid = uid_of(owner)
+    ns = owner["metadata"].get("namespace", "")
+    owned: list[Obj] = []
+    for obj in objects:
+        name = obj["metadata"]["name"]
+        ref = controller_ref(obj)
+        if ref is not None:
+            if ref.get("uid") != uid:
+                continue
+            if selector.matches_object(obj):
+                owned.append(obj)
+                continue
+
+            def release(o: Obj) -> None:
+                refs = o["metadata"].get("ownerReferences") or []
+                kept = [r for r in refs if r.get("uid") != uid]
+                if kept:
+                    o["metadata"]["ownerReferences"] = kept
+                else:
+                    o["metadata"].pop("ownerReferences", None)
+            try:
+                registry.mutate(resource, ns, name, release)
+                log.info("released", owner=owner["metadata"]["name"], kind=resource.kind,
+                         name=name)
+            except NotFound:
+                pass
+            continue
+        if is_terminating(owner) or is_terminating(obj) or not selector.matches_object(obj):
+            continue
+
+        def adopt(o: Obj) -> None:
+            if controller_ref(o) is not None:
+                return  # someone else won: leave it (atomic, so no race)
+            o["metadata"].setdefault("ownerReferences", []).append(
+                owner_reference(owner, owner_resource))
+        try:
+            adopted = registry.mutate(resource, ns, name, adopt)
+        except NotFound:
+            continue
+        mine = controller_ref(adopted)
+        if mine is not None and mine.get("uid") == uid:
+            log.info("adopted", owner=owner["metadata"]["name"], kind=resource.kind, name=name)
+            owned.append(adopted)
+    return owned
 
 
 def _deletion_rank(pod: Obj) -> tuple[Any, ...]:
@@ -113,10 +187,13 @@ async def slow_start(count: int, create: Callable[[], Awaitable[None]], *,
     return done, None
 
 
-class ReplicationControllerReconciler:
-    def __init__(self, registry: Registry, *, clock: Clock | None = None,
+class ReplicaManager:
+    """The reconciler for one `ReplicaKind` (RCs or ReplicaSets)."""
+
+    def __init__(self, registry: Registry, kind: ReplicaKind, *, clock: Clock | None = None,
                  burst: int = BURST_REPLICAS) -> None:
         self.registry = registry
+        self.kind = kind
         self.clock = clock or SystemClock()
         self.expectations: Expectations[ObjectKey] = Expectations(self.clock)
         self._burst = burst
@@ -124,7 +201,7 @@ class ReplicationControllerReconciler:
     # ---- event mapping -----------------------------------------------------------
 
     def sources(self) -> list[Source[ObjectKey]]:
-        return [Source(REPLICATION_CONTROLLERS, self.map_rc), Source(PODS, self.map_pod)]
+        return [Source(self.kind.resource, self.map_rc), Source(PODS, self.map_pod)]
 
     def map_rc(self, event: InformerEvent) -> Iterable[ObjectKey]:
         key = ObjectKey.of(event.object)
@@ -133,10 +210,11 @@ class ReplicationControllerReconciler:
         return [key]
 
     def _owner_key(self, pod: Obj, ref: Obj) -> ObjectKey | None:
-        if ref.get("kind") != "ReplicationController":
+        if ref.get("kind") != self.kind.resource.kind or \
+                ref.get("apiVersion") != self.kind.resource.api_version:
             return None
         key = ObjectKey(pod["metadata"].get("namespace", ""), str(ref.get("name", "")))
-        rc = self.registry.try_get(REPLICATION_CONTROLLERS, key.namespace, key.name)
+        rc = self.registry.try_get(self.kind.resource, key.namespace, key.name)
         if rc is None or uid_of(rc) != ref.get("uid"):
             return None  # its owner is gone: the garbage collector's business
         return key
@@ -163,27 +241,27 @@ class ReplicationControllerReconciler:
         if event.type == "DELETED" or is_terminating(pod):
             return keys
         # An orphan: every RC that could adopt it.
-        rcs, _ = self.registry.list(REPLICATION_CONTROLLERS, pod["metadata"].get("namespace"))
+        rcs, _ = self.registry.list(self.kind.resource, pod["metadata"].get("namespace"),
+                                    shared=True)
         for rc in rcs:
-            selector = _selector_labels(rc)
-            if selector and LabelSelector.from_match_labels(selector).matches_object(pod):
+            selector = self.kind.selector(rc)
+            if not selector.empty and selector.matches_object(pod):
                 keys.add(ObjectKey.of(rc))
         return keys
 
     # ---- reconcile ---------------------------------------------------------------
 
     async def reconcile(self, key: ObjectKey) -> Result:
-        rc = self.registry.try_get(REPLICATION_CONTROLLERS, key.namespace, key.name)
+        rc = self.registry.try_get(self.kind.resource, key.namespace, key.name)
         if rc is None:
             self.expectations.forget(key)
             return Result()
-        selector_labels = _selector_labels(rc)
-        if not selector_labels:
+        selector = self.kind.selector(rc)
+        if selector.empty:
             # An empty selector would match every pod in the namespace; validation
             # refuses it, but never act on one that slipped through.
-            log.warning("replication controller without a selector", rc=str(key))
+            log.warning("no selector", kind=self.kind.resource.kind, name=str(key))
             return Result()
-        selector = LabelSelector.from_match_labels(selector_labels)
         # Read expectations before the pods: an event observed in between then only
         # causes one more reconcile, never an action on a stale count.
         satisfied = self.expectations.satisfied(key)
@@ -203,49 +281,7 @@ class ReplicationControllerReconciler:
         return Result(requeue_after=requeue)
 
     def _claim(self, rc: Obj, selector: LabelSelector, pods: list[Obj]) -> list[Obj]:
-        uid = uid_of(rc)
-        ns = rc["metadata"].get("namespace", "")
-        owned: list[Obj] = []
-        for pod in pods:
-            name = pod["metadata"]["name"]
-            ref = controller_ref(pod)
-            if ref is not None:
-                if ref.get("uid") != uid:
-                    continue
-                if selector.matches_object(pod):
-                    owned.append(pod)
-                    continue
-
-                def release(obj: Obj) -> None:
-                    refs = obj["metadata"].get("ownerReferences") or []
-                    kept = [r for r in refs if r.get("uid") != uid]
-                    if kept:
-                        obj["metadata"]["ownerReferences"] = kept
-                    else:
-                        obj["metadata"].pop("ownerReferences", None)
-                try:
-                    self.registry.mutate(PODS, ns, name, release)
-                    log.info("released pod", rc=rc["metadata"]["name"], pod=name)
-                except NotFound:
-                    pass
-                continue
-            if is_terminating(rc) or is_terminating(pod) or not selector.matches_object(pod):
-                continue
-
-            def adopt(obj: Obj) -> None:
-                if controller_ref(obj) is not None:
-                    return  # someone else won: leave it (atomic, so no race)
-                refs = obj["metadata"].setdefault("ownerReferences", [])
-                refs.append(owner_reference(rc))
-            try:
-                adopted = self.registry.mutate(PODS, ns, name, adopt)
-            except NotFound:
-                continue
-            mine = controller_ref(adopted)
-            if mine is not None and mine.get("uid") == uid:
-                log.info("adopted pod", rc=rc["metadata"]["name"], pod=name)
-                owned.append(adopted)
-        return owned
+        return claim(self.registry, rc, self.kind.resource, selector, PODS, pods)
 
     async def _manage(self, rc: Obj, key: ObjectKey, active: list[Obj]) -> None:
         spec = rc.get("spec") or {}
@@ -282,11 +318,12 @@ class ReplicationControllerReconciler:
                     self.expectations.deletion_observed(key, pod_key(pod))
                     self.registry.record_event(rc, type="Warning", reason="FailedDelete",
                                                message=f"Error deleting: {exc.message}",
-                                               component=COMPONENT)
+                                               component=self.kind.component)
                     first_error = first_error or exc
                     continue
                 self.registry.record_event(rc, type="Normal", reason="SuccessfulDelete",
-                                           message=f"Deleted pod: {name}", component=COMPONENT)
+                                           message=f"Deleted pod: {name}",
+                                           component=self.kind.component)
             if first_error is not None:
                 raise first_error
 
@@ -297,8 +334,8 @@ class ReplicationControllerReconciler:
         metadata: Obj = {
             "generateName": f"{rc['metadata']['name']}-",
             "namespace": rc["metadata"].get("namespace", "default"),
-            "labels": dict(template_meta.get("labels") or _selector_labels(rc)),
-            "ownerReferences": [owner_reference(rc)],
+            "labels": dict(template_meta.get("labels") or {}),
+            "ownerReferences": [owner_reference(rc, self.kind.resource)],
         }
         if template_meta.get("annotations"):
             metadata["annotations"] = dict(template_meta["annotations"])
@@ -309,11 +346,11 @@ class ReplicationControllerReconciler:
         except ApiError as exc:
             self.registry.record_event(rc, type="Warning", reason="FailedCreate",
                                        message=f"Error creating: {exc.message}",
-                                       component=COMPONENT)
+                                       component=self.kind.component)
             raise
         self.registry.record_event(rc, type="Normal", reason="SuccessfulCreate",
                                    message=f"Created pod: {created['metadata']['name']}",
-                                   component=COMPONENT)
+                                   component=self.kind.component)
         return created
 
     def _update_status(self, rc: Obj, active: list[Obj], error: Exception | None) -> float | None:
@@ -360,16 +397,28 @@ class ReplicationControllerReconciler:
             status["conditions"] = conditions
         if status != old:
             with contextlib.suppress(NotFound):  # deleted meanwhile: nothing to report on
-                self.registry.update_status(REPLICATION_CONTROLLERS, rc["metadata"].get(
+                self.registry.update_status(self.kind.resource, rc["metadata"].get(
                     "namespace", ""), rc["metadata"]["name"], status)
         return None if requeue is None else max(requeue, 0.01)
+
+
+class ReplicationControllerReconciler(ReplicaManager):
+    def __init__(self, registry: Registry, *, clock: Clock | None = None,
+                 burst: int = BURST_REPLICAS) -> None:
+        super().__init__(registry, REPLICATION_CONTROLLER_KIND, clock=clock, burst=burst)
+
+
+def replica_controller(registry: Registry, kind: ReplicaKind, *, clock: Clock | None = None,
+                       workers: int = 5, informers: SharedInformerFactory | None = None
+                       ) -> Controller[ObjectKey]:
+    reconciler = ReplicaManager(registry, kind, clock=clock)
+    return Controller(name=kind.component, registry=registry, reconciler=reconciler,
+                      sources=reconciler.sources(), workers=workers, informers=informers)
 
 
 def replication_controller(registry: Registry, *, clock: Clock | None = None,
                            workers: int = 5, informers: SharedInformerFactory | None = None
                            ) -> Controller[ObjectKey]:
     """The controller actor: `await tg.start(replication_controller(reg).run)`."""
-    reconciler = ReplicationControllerReconciler(registry, clock=clock)
-    return Controller(name="replication-controller", registry=registry,
-                      reconciler=reconciler, sources=reconciler.sources(), workers=workers,
-                      informers=informers)
+    return replica_controller(registry, REPLICATION_CONTROLLER_KIND, clock=clock,
+                              workers=workers, informers=informers)

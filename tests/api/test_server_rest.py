@@ -74,6 +74,13 @@ async def test_discovery(client: Client) -> None:
     assert by_name["pods/exec"]["kind"] == "PodExecOptions"
     for entry in v1["resources"]:
         assert all(entry[k] is not None for k in ("singularName", "kind", "verbs"))
+    apps = await body(await client.get("/apis/apps/v1"))
+    by_name = {r["name"]: r for r in apps["resources"]}
+    assert by_name["deployments"]["shortNames"] == ["deploy"]
+    assert by_name["replicasets"]["shortNames"] == ["rs"]
+    assert by_name["deployments"]["categories"] == ["all"]
+    assert by_name["deployments/scale"]["kind"] == "Scale"
+    assert by_name["replicasets/status"]["kind"] == "ReplicaSet"
     leases = await body(await client.get("/apis/coordination.k8s.io/v1"))
     assert leases["resources"][0]["name"] == "leases"
     version = await body(await client.get("/version"))

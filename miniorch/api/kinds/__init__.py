@@ -20,12 +20,14 @@ from miniorch.api.kinds.base import Kind
 from miniorch.api.kinds.configmap import CONFIGMAP, CONFIGMAPS
 from miniorch.api.kinds.controllerrevision import CONTROLLER_REVISION, CONTROLLER_REVISIONS
 from miniorch.api.kinds.daemonset import DAEMON_SET, DAEMON_SETS
+from miniorch.api.kinds.deployment import DEPLOYMENT, DEPLOYMENTS
 from miniorch.api.kinds.endpoints import ENDPOINTS, ENDPOINTS_KIND
 from miniorch.api.kinds.event import EVENT, EVENTS
 from miniorch.api.kinds.lease import LEASE, LEASES
 from miniorch.api.kinds.namespace import NAMESPACE, NAMESPACES, SYSTEM_NAMESPACES
 from miniorch.api.kinds.node import NODE, NODES
 from miniorch.api.kinds.pod import POD, PODS
+from miniorch.api.kinds.replicaset import REPLICA_SET, REPLICA_SETS
 from miniorch.api.kinds.replicationcontroller import (
     REPLICATION_CONTROLLER,
     REPLICATION_CONTROLLERS,
@@ -46,8 +48,9 @@ from miniorch.api.resource import ALL_VERBS, Resource, UnknownResourceError
 
 BUILTIN_KINDS: tuple[Kind, ...] = (
     POD, REPLICATION_CONTROLLER, SERVICE, ENDPOINTS_KIND, NODE, EVENT, NAMESPACE, CONFIGMAP,
-    SECRET, SERVICE_ACCOUNT, LEASE, DAEMON_SET, STATEFUL_SET, CONTROLLER_REVISION,
-    SELF_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_RULES_REVIEW, SELF_SUBJECT_REVIEW,
+    SECRET, SERVICE_ACCOUNT, DEPLOYMENT, REPLICA_SET, DAEMON_SET, STATEFUL_SET,
+    CONTROLLER_REVISION, LEASE, SELF_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_RULES_REVIEW,
+    SELF_SUBJECT_REVIEW,
 )
 
 RESOURCES: tuple[Resource, ...] = tuple(k.resource for k in BUILTIN_KINDS)
@@ -132,9 +135,9 @@ def resource_by_kind(api_version: str, kind: str) -> Resource:
 
 __all__ = [
     "ALL_VERBS", "BUILTIN_KINDS", "CONFIGMAPS", "CONTROLLER_REVISIONS", "DAEMON_SETS",
-    "ENDPOINTS", "EVENTS", "LEASES", "NAMESPACES", "NODES", "PODS", "REPLICATION_CONTROLLERS",
-    "RESOURCES", "SECRETS", "SELF_SUBJECT_ACCESS_REVIEWS", "SELF_SUBJECT_REVIEWS",
-    "SELF_SUBJECT_RULES_REVIEWS", "SERVICES", "SERVICE_ACCOUNTS", "STATEFUL_SETS",
-    "SYSTEM_NAMESPACES", "Kind", "KindCatalog", "Resource", "UnknownResourceError", "kind_of",
-    "resource_by_kind", "resource_for",
+    "DEPLOYMENTS", "ENDPOINTS", "EVENTS", "LEASES", "NAMESPACES", "NODES", "PODS",
+    "REPLICATION_CONTROLLERS", "REPLICA_SETS", "RESOURCES", "SECRETS",
+    "SELF_SUBJECT_ACCESS_REVIEWS", "SELF_SUBJECT_REVIEWS", "SELF_SUBJECT_RULES_REVIEWS",
+    "SERVICES", "SERVICE_ACCOUNTS", "STATEFUL_SETS", "SYSTEM_NAMESPACES", "Kind", "KindCatalog",
+    "Resource", "UnknownResourceError", "kind_of", "resource_by_kind", "resource_for",
 ]
