@@ -44,11 +44,10 @@ from miniorch.api.selectors import LabelSelector
 from miniorch.controllers.history import (
     REVISION_LABEL,
     ensure_revision,
-    owner_reference,
     revisions_of,
     truncate,
 )
-from miniorch.controllers.ownership import claim_pods, owner_keys
+from miniorch.controllers.ownership import claim, owner_keys, owner_reference
 from miniorch.controllers.pods import condition, is_ready, phase_of
 from miniorch.controllers.scheduler import matches_node_selection, tolerates
 from miniorch.core.clock import Clock, SystemClock, parse_rfc3339
@@ -201,10 +200,10 @@ class DaemonSetReconciler:
             log.warning("daemon set without a selector", ds=str(key))
             return Result()
         pods, _ = self.registry.list(PODS, key.namespace, shared=True)
-        owned = claim_pods(self.registry, ds, owner_reference(ds), selector, pods)
+        owned = claim(self.registry, ds, DAEMON_SETS, selector, PODS, pods)
         revisions = revisions_of(self.registry, ds)
         template = spec.get("template") or {}
-        revision = ensure_revision(self.registry, ds, template, revisions)
+        revision = ensure_revision(self.registry, ds, DAEMON_SETS, template, revisions)
         current_hash = revision["metadata"]["name"].rsplit("-", 1)[1]
         nodes, _ = self.registry.list(NODES, shared=True)
         changed = self._manage(ds, current_hash, nodes, owned)
@@ -306,7 +305,7 @@ class DaemonSetReconciler:
                   GENERATION_LABEL: str(ds["metadata"].get("generation") or 1)}
         metadata: Obj = {"generateName": f"{ds['metadata']['name']}-",
                          "namespace": ds["metadata"].get("namespace", "default"),
-                         "labels": labels, "ownerReferences": [owner_reference(ds)]}
+                         "labels": labels, "ownerReferences": [owner_reference(ds, DAEMON_SETS)]}
         if t_meta.get("annotations"):
             metadata["annotations"] = dict(t_meta["annotations"])
         try:

@@ -49,8 +49,8 @@ from miniorch.api.errors import AlreadyExists, NotFound
 from miniorch.api.kinds import DEPLOYMENTS, PODS, REPLICA_SETS
 from miniorch.api.kinds.replicaset import selector_of
 from miniorch.api.registry import Registry
+from miniorch.controllers.ownership import claim, owner_reference
 from miniorch.controllers.pods import TERMINAL_PHASES, phase_of
-from miniorch.controllers.replication import claim, owner_reference
 from miniorch.core.clock import Clock, SystemClock, parse_rfc3339, rfc3339
 from miniorch.core.objects import Obj, controller_ref, is_terminating, uid_of
 from miniorch.machinery.controller import Controller, ObjectKey, Result, Source

@@ -27,6 +27,8 @@ from collections.abc import Iterable
 from miniorch.api.errors import AlreadyExists, NotFound
 from miniorch.api.kinds import CONTROLLER_REVISIONS
 from miniorch.api.registry import Registry
+from miniorch.api.resource import Resource
+from miniorch.controllers.ownership import owner_reference
 from miniorch.core.objects import Obj, controller_ref, uid_of
 
 REVISION_LABEL = "controller-revision-hash"
@@ -44,10 +46,6 @@ def template_hash(template: Obj) -> str:
     return "".join(out)[:10]
 
 
-def owner_reference(owner: Obj) -> Obj:
-    return {"apiVersion": str(owner.get("apiVersion") or "apps/v1"), "kind": owner["kind"],
-            "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
-            "controller": True, "blockOwnerDeletion": True}
 
 
 def revisions_of(registry: Registry, owner: Obj) -> list[Obj]:
@@ -64,7 +62,7 @@ def template_of(revision: Obj) -> Obj:
     return template
 
 
-def ensure_revision(registry: Registry, owner: Obj, template: Obj,
+def ensure_revision(registry: Registry, owner: Obj, owner_resource: Resource, template: Obj,
                     existing: list[Obj]) -> Obj:
     """The revision of `template`, created (or renumbered newest) if need be."""
     ns = owner["metadata"].get("namespace", "")
@@ -83,7 +81,7 @@ def ensure_revision(registry: Registry, owner: Obj, template: Obj,
     body: Obj = {
         "apiVersion": "apps/v1", "kind": "ControllerRevision",
         "metadata": {"name": name, "namespace": ns, "labels": labels,
-                     "ownerReferences": [owner_reference(owner)]},
+                     "ownerReferences": [owner_reference(owner, owner_resource)]},
         "data": {"spec": {"template": {**copy.deepcopy(template), "$patch": "replace"}}},
         "revision": newest + 1,
     }

@@ -1,7 +1,8 @@
-"""Claiming pods for an apps/v1 workload (kube-controller-manager's
-`PodControllerRefManager`), shared by the DaemonSet and StatefulSet controllers.
+"""Owner references and claiming (kube-controller-manager's `ControllerRefManager`),
+shared by every workload controller: RC, ReplicaSet, Deployment (claiming ReplicaSets),
+DaemonSet and StatefulSet.
 
-    reconcile ─► claim_pods(owner, selector, pods)
+    reconcile ─► claim(owner, selector, objects)
                    ├─ owned + matching          → kept
                    ├─ owned + no longer matching → released (ownerReference removed)
                    └─ orphan + matching          → adopted (atomic: the first owner wins)
@@ -13,12 +14,9 @@ a pod.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import structlog
 
 from miniorch.api.errors import NotFound
-from miniorch.api.kinds import PODS
 from miniorch.api.registry import Registry
 from miniorch.api.resource import Resource
 from miniorch.api.selectors import LabelSelector
@@ -29,47 +27,64 @@ from miniorch.machinery.informer import InformerEvent
 log = structlog.get_logger(__name__)
 
 
-def claim_pods(registry: Registry, owner: Obj, owner_ref: Obj, selector: LabelSelector,
-               pods: Iterable[Obj]) -> list[Obj]:
+def owner_reference(owner: Obj, resource: Resource) -> Obj:
+    """The controllerRef put on what `owner` (an object of `resource`) creates."""
+    return {"apiVersion": resource.api_version, "kind": resource.kind,
+            "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def claim(registry: Registry, owner: Obj, owner_resource: Resource, selector: LabelSelector,
+          resource: Resource, objects: list[Obj]) -> list[Obj]:
+    """ControllerRefManager.Claim: the `objects` (of `resource`) `owner` controls, after
+    adopting orphans its selector matches and releasing owned ones it no longer does.
+    Each adoption and release is one atomic `mutate`, so two owners never both win."""
     uid = uid_of(owner)
     ns = owner["metadata"].get("namespace", "")
     owned: list[Obj] = []
-    for pod in pods:
-        name = pod["metadata"]["name"]
-        ref = controller_ref(pod)
+    for obj in objects:
+        name = obj["metadata"]["name"]
+        ref = controller_ref(obj)
         if ref is not None:
             if ref.get("uid") != uid:
                 continue
-            if selector.matches_object(pod):
-                owned.append(pod)
+            if selector.matches_object(obj):
+                owned.append(obj)
                 continue
 
-            def release(obj: Obj) -> None:
-                kept = [r for r in obj["metadata"].get("ownerReferences") or []
-                        if r.get("uid") != uid]
+            def release(o: Obj) -> None:
+                refs = o["metadata"].get("ownerReferences") or []
+                kept = [r for r in refs if r.get("uid") != uid]
                 if kept:
-                    obj["metadata"]["ownerReferences"] = kept
+                    o["metadata"]["ownerReferences"] = kept
                 else:
-                    obj["metadata"].pop("ownerReferences", None)
+                    o["metadata"].pop("ownerReferences", None)
             try:
-                registry.mutate(PODS, ns, name, release)
-                log.info("released pod", owner=owner["metadata"]["name"], pod=name)
+                registry.mutate(resource, ns, name, release)
+                log.info("released", owner=owner["metadata"]["name"], kind=resource.kind,
+                         name=name)
             except NotFound:
                 pass
             continue
-        if is_terminating(owner) or is_terminating(pod) or not selector.matches_object(pod):
+        if is_terminating(owner) or is_terminating(obj) or not selector.matches_object(obj):
             continue
 
-        def adopt(obj: Obj) -> None:
-            if controller_ref(obj) is None:
-                obj["metadata"].setdefault("ownerReferences", []).append(dict(owner_ref))
+        def adopt(o: Obj) -> None:
+            if controller_ref(o) is not None:
+                return  # someone else won: leave it (atomic, so no race)
+            o["metadata"].setdefault("ownerReferences", []).append(
+                owner_reference(owner, owner_resource))
         try:
-            adopted = registry.mutate(PODS, ns, name, adopt)
+            adopted = registry.mutate(resource, ns, name, adopt)
         except NotFound:
             continue
-        if (controller_ref(adopted) or {}).get("uid") == uid:
+        mine = controller_ref(adopted)
+        if mine is not None and mine.get("uid") == uid:
+            log.info("adopted", owner=owner["metadata"]["name"], kind=resource.kind, name=name)
             owned.append(adopted)
     return owned
+
+
 
 
 def owner_keys(registry: Registry, event: InformerEvent, kind: str,

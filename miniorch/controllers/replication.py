@@ -43,6 +43,7 @@ from miniorch.api.kinds import PODS, REPLICATION_CONTROLLERS, Resource
 from miniorch.api.registry import Registry
 from miniorch.api.selectors import LabelSelector
 from miniorch.controllers.expectations import Expectations
+from miniorch.controllers.ownership import claim, owner_reference
 from miniorch.controllers.pods import (
     condition,
     is_active,
@@ -62,11 +63,6 @@ BURST_REPLICAS = 500
 """At most this many creates or deletes per reconcile (kube-controller-manager's)."""
 
 
-def owner_reference(owner: Obj, resource: Resource = REPLICATION_CONTROLLERS) -> Obj:
-    """The controllerRef put on what `owner` (an object of `resource`) creates."""
-    return {"apiVersion": resource.api_version, "kind": resource.kind,
-            "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
-            "controller": True, "blockOwnerDeletion": True}
 
 
 def pod_key(pod: Obj) -> str:
@@ -102,55 +98,6 @@ class ReplicaKind:
 REPLICATION_CONTROLLER_KIND = ReplicaKind(REPLICATION_CONTROLLERS, COMPONENT, rc_selector)
 
 
-def claim(registry: Registry, owner: Obj, owner_resource: Resource, selector: LabelSelector,
-          resource: Resource, objects: list[Obj]) -> list[Obj]:
-    """ControllerRefManager.Claim: the `objects` (of `resource`) `owner` controls, after
-    adopting orphans its selector matches and releasing owned ones it no longer does.
-    Each adoption and release is one atomic `mutate`, so two owners never both win."""
-    uid = uid_of(owner)
-    ns = owner["metadata"].get("namespace", "")
-    owned: list[Obj] = []
-    for obj in objects:
-        name = obj["metadata"]["name"]
-        ref = controller_ref(obj)
-        if ref is not None:
-            if ref.get("uid") != uid:
-                continue
-            if selector.matches_object(obj):
-                owned.append(obj)
-                continue
-
-            def release(o: Obj) -> None:
-                refs = o["metadata"].get("ownerReferences") or []
-                kept = [r for r in refs if r.get("uid") != uid]
-                if kept:
-                    o["metadata"]["ownerReferences"] = kept
-                else:
-                    o["metadata"].pop("ownerReferences", None)
-            try:
-                registry.mutate(resource, ns, name, release)
-                log.info("released", owner=owner["metadata"]["name"], kind=resource.kind,
-                         name=name)
-            except NotFound:
-                pass
-            continue
-        if is_terminating(owner) or is_terminating(obj) or not selector.matches_object(obj):
-            continue
-
-        def adopt(o: Obj) -> None:
-            if controller_ref(o) is not None:
-                return  # someone else won: leave it (atomic, so no race)
-            o["metadata"].setdefault("ownerReferences", []).append(
-                owner_reference(owner, owner_resource))
-        try:
-            adopted = registry.mutate(resource, ns, name, adopt)
-        except NotFound:
-            continue
-        mine = controller_ref(adopted)
-        if mine is not None and mine.get("uid") == uid:
-            log.info("adopted", owner=owner["metadata"]["name"], kind=resource.kind, name=name)
-            owned.append(adopted)
-    return owned
 
 
 def _deletion_rank(pod: Obj) -> tuple[Any, ...]:

@@ -45,12 +45,11 @@ from miniorch.api.selectors import LabelSelector
 from miniorch.controllers.history import (
     REVISION_LABEL,
     ensure_revision,
-    owner_reference,
     revisions_of,
     template_of,
     truncate,
 )
-from miniorch.controllers.ownership import claim_pods, owner_keys
+from miniorch.controllers.ownership import claim, owner_keys, owner_reference
 from miniorch.controllers.pods import is_ready, phase_of
 from miniorch.core.clock import Clock, SystemClock
 from miniorch.core.objects import Obj, controller_ref, is_terminating, name_of
@@ -99,9 +98,10 @@ class StatefulSetReconciler:
             log.warning("stateful set without a selector", sts=str(key))
             return Result()
         pods, _ = self.registry.list(PODS, key.namespace, shared=True)
-        owned = claim_pods(self.registry, sts, owner_reference(sts), selector, pods)
+        owned = claim(self.registry, sts, STATEFUL_SETS, selector, PODS, pods)
         revisions = revisions_of(self.registry, sts)
-        update_rev = ensure_revision(self.registry, sts, spec.get("template") or {}, revisions)
+        update_rev = ensure_revision(self.registry, sts, STATEFUL_SETS,
+                                     spec.get("template") or {}, revisions)
         update_name = name_of(update_rev)
         status = sts.get("status") or {}
         current_name = str(status.get("currentRevision") or update_name)
@@ -189,7 +189,7 @@ class StatefulSetReconciler:
         labels = {**(t_meta.get("labels") or {}), REVISION_LABEL: name_of(revision),
                   POD_NAME_LABEL: name, POD_INDEX_LABEL: str(ordinal)}
         metadata: Obj = {"name": name, "namespace": sts["metadata"].get("namespace", "default"),
-                         "labels": labels, "ownerReferences": [owner_reference(sts)]}
+                         "labels": labels, "ownerReferences": [owner_reference(sts, STATEFUL_SETS)]}
         if t_meta.get("annotations"):
             metadata["annotations"] = dict(t_meta["annotations"])
         try:
