@@ -62,7 +62,8 @@ async def test_discovery(client: Client) -> None:
     api = await body(await client.get("/api"))
     assert api["versions"] == ["v1"] and api["serverAddressByClientCIDRs"]
     groups = await body(await client.get("/apis"))
-    assert [g["name"] for g in groups["groups"]] == ["coordination.k8s.io"]
+    # Kubernetes' group order: batch before coordination.k8s.io
+    assert [g["name"] for g in groups["groups"]] == ["batch", "coordination.k8s.io"]
     v1 = await body(await client.get("/api/v1"))
     by_name = {r["name"]: r for r in v1["resources"]}
     assert by_name["replicationcontrollers"]["shortNames"] == ["rc"]
@@ -71,6 +72,11 @@ async def test_discovery(client: Client) -> None:
     assert by_name["pods/exec"]["kind"] == "PodExecOptions"
     for entry in v1["resources"]:
         assert all(entry[k] is not None for k in ("singularName", "kind", "verbs"))
+    batch = {r["name"]: r for r in
+             (await body(await client.get("/apis/batch/v1")))["resources"]}
+    assert list(batch) == ["cronjobs", "cronjobs/status", "jobs", "jobs/status"]
+    assert batch["cronjobs"]["shortNames"] == ["cj"]
+    assert batch["jobs"]["categories"] == batch["cronjobs"]["categories"] == ["all"]
     leases = await body(await client.get("/apis/coordination.k8s.io/v1"))
     assert leases["resources"][0]["name"] == "leases"
     version = await body(await client.get("/version"))

@@ -48,7 +48,8 @@ def test_exec_and_run_take_the_command_after_dashes() -> None:
     pytest.param(["rc/kubia", "svc/kubia-http"],
                  [("replicationcontrollers", ["kubia"]), ("services", ["kubia-http"])],
                  id="slash"),
-    pytest.param(["all"], [("pods", []), ("replicationcontrollers", []), ("services", [])],
+    pytest.param(["all"], [("pods", []), ("replicationcontrollers", []), ("services", []),
+                           ("cronjobs", []), ("jobs", [])],
                  id="all"),
     pytest.param(["no,ep"], [("nodes", []), ("endpoints", [])], id="comma"),
 ])

@@ -18,8 +18,10 @@ from collections.abc import Iterator
 
 from miniorch.api.kinds.base import Kind
 from miniorch.api.kinds.configmap import CONFIGMAP, CONFIGMAPS
+from miniorch.api.kinds.cronjob import CRONJOB, CRONJOBS
 from miniorch.api.kinds.endpoints import ENDPOINTS, ENDPOINTS_KIND
 from miniorch.api.kinds.event import EVENT, EVENTS
+from miniorch.api.kinds.job import JOB, JOBS
 from miniorch.api.kinds.lease import LEASE, LEASES
 from miniorch.api.kinds.namespace import NAMESPACE, NAMESPACES, SYSTEM_NAMESPACES
 from miniorch.api.kinds.node import NODE, NODES
@@ -34,7 +36,7 @@ from miniorch.api.resource import ALL_VERBS, Resource, UnknownResourceError
 
 BUILTIN_KINDS: tuple[Kind, ...] = (
     POD, REPLICATION_CONTROLLER, SERVICE, ENDPOINTS_KIND, NODE, EVENT, NAMESPACE, CONFIGMAP,
-    SECRET, LEASE,
+    SECRET, CRONJOB, JOB, LEASE,
 )
 
 RESOURCES: tuple[Resource, ...] = tuple(k.resource for k in BUILTIN_KINDS)
@@ -118,7 +120,8 @@ def resource_by_kind(api_version: str, kind: str) -> Resource:
 
 
 __all__ = [
-    "ALL_VERBS", "BUILTIN_KINDS", "CONFIGMAPS", "ENDPOINTS", "EVENTS", "LEASES",
+    "ALL_VERBS", "BUILTIN_KINDS", "CONFIGMAPS", "CRONJOBS", "ENDPOINTS", "EVENTS", "JOBS",
+    "LEASES",
     "NAMESPACES", "NODES", "PODS", "REPLICATION_CONTROLLERS", "RESOURCES", "SECRETS",
     "SERVICES", "SYSTEM_NAMESPACES", "Kind", "KindCatalog", "Resource", "UnknownResourceError",
     "kind_of", "resource_by_kind", "resource_for",
