@@ -2,6 +2,8 @@
 
     ControllerManager.run ─┬─ scheduler                (binds pending pods)
                            ├─ replication-controller   (pods per RC)
+                           ├─ job-controller           (pods per Job, to completion)
+                           ├─ cronjob-controller       (Jobs per CronJob, on schedule)
                            ├─ endpoints-controller     (Endpoints per Service)
                            ├─ garbage-collector        (dependents of deleted owners)
                            └─ node-lifecycle           (dead nodes, eviction)
@@ -18,8 +20,10 @@ import structlog
 from anyio.abc import TaskStatus
 
 from miniorch.api.registry import Registry
+from miniorch.controllers.cronjob import cronjob_controller
 from miniorch.controllers.endpoints import endpoints_controller
 from miniorch.controllers.garbage_collector import garbage_collector
+from miniorch.controllers.job import job_controller
 from miniorch.controllers.node_lifecycle import NodeLifecycleController
 from miniorch.controllers.replication import replication_controller
 from miniorch.controllers.scheduler import scheduler
@@ -38,6 +42,8 @@ class ControllerManager:
         self.scheduler = scheduler(registry, clock=self.clock,
                                    default_max_pods=settings.max_pods_per_node)
         self.replication = replication_controller(registry, clock=self.clock)
+        self.jobs = job_controller(registry, clock=self.clock)
+        self.cronjobs = cronjob_controller(registry, clock=self.clock)
         self.endpoints = endpoints_controller(registry)
         self.garbage_collector = garbage_collector(registry)
         self.node_lifecycle = NodeLifecycleController(registry, settings, self.clock,
@@ -49,6 +55,8 @@ class ControllerManager:
             # bound as soon as they appear.
             await tg.start(self.scheduler.run)
             await tg.start(self.replication.run)
+            await tg.start(self.jobs.run)
+            await tg.start(self.cronjobs.run)
             await tg.start(self.endpoints.run)
             await tg.start(self.garbage_collector.run)
             await tg.start(self.node_lifecycle.run)
