@@ -6,6 +6,8 @@
                            ├─ deployment-controller    (ReplicaSets per Deployment)
                            ├─ daemonset-controller     (a pod per fitting node)
                            ├─ statefulset-controller   (ordered, named pods)
+                           ├─ job-controller           (pods per Job, to completion)
+                           ├─ cronjob-controller       (Jobs per CronJob, on schedule)
                            ├─ endpoints-controller     (Endpoints per Service)
                            ├─ garbage-collector        (dependents of deleted owners)
                            ├─ serviceaccounts          (`default` in every namespace)
@@ -28,10 +30,12 @@ import structlog
 from anyio.abc import TaskStatus
 
 from miniorch.api.registry import Registry
+from miniorch.controllers.cronjob import cronjob_controller
 from miniorch.controllers.daemonset import daemonset_controller
 from miniorch.controllers.deployment import deployment_controller
 from miniorch.controllers.endpoints import endpoints_controller
 from miniorch.controllers.garbage_collector import garbage_collector
+from miniorch.controllers.job import job_controller
 from miniorch.controllers.node_lifecycle import NodeLifecycleController
 from miniorch.controllers.replicaset import replica_set_controller
 from miniorch.controllers.replication import replication_controller
@@ -62,6 +66,8 @@ class ControllerManager:
         self.deployments = deployment_controller(registry, clock=self.clock, informers=shared)
         self.daemonsets = daemonset_controller(registry, clock=self.clock, informers=shared)
         self.statefulsets = statefulset_controller(registry, clock=self.clock, informers=shared)
+        self.jobs = job_controller(registry, clock=self.clock, informers=shared)
+        self.cronjobs = cronjob_controller(registry, clock=self.clock, informers=shared)
         self.endpoints = endpoints_controller(registry, informers=shared)
         self.garbage_collector = garbage_collector(registry, informers=shared)
         self.service_accounts = service_accounts_controller(registry, informers=shared)
@@ -80,6 +86,8 @@ class ControllerManager:
             await tg.start(self.deployments.run)
             await tg.start(self.daemonsets.run)
             await tg.start(self.statefulsets.run)
+            await tg.start(self.jobs.run)
+            await tg.start(self.cronjobs.run)
             await tg.start(self.endpoints.run)
             await tg.start(self.garbage_collector.run)
             await tg.start(self.service_accounts.run)

@@ -81,6 +81,11 @@ async def test_discovery(client: Client) -> None:
     assert by_name["deployments"]["categories"] == ["all"]
     assert by_name["deployments/scale"]["kind"] == "Scale"
     assert by_name["replicasets/status"]["kind"] == "ReplicaSet"
+    batch = {r["name"]: r for r in
+             (await body(await client.get("/apis/batch/v1")))["resources"]}
+    assert list(batch) == ["cronjobs", "cronjobs/status", "jobs", "jobs/status"]
+    assert batch["cronjobs"]["shortNames"] == ["cj"]
+    assert batch["jobs"]["categories"] == batch["cronjobs"]["categories"] == ["all"]
     leases = await body(await client.get("/apis/coordination.k8s.io/v1"))
     assert leases["resources"][0]["name"] == "leases"
     version = await body(await client.get("/version"))

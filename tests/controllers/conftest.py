@@ -137,7 +137,9 @@ class Cluster:
                     if meta.get("deletionTimestamp"):
                         self.registry.delete(PODS, meta["namespace"], meta["name"],
                                              grace_period_seconds=0)
-                    elif pod.get("status", {}).get("phase") != "Running":
+                    elif pod.get("status", {}).get("phase") not in ("Running", "Succeeded",
+                                                                    "Failed"):
+                        # (a finished pod stays finished: tests end Job pods themselves)
                         self.registry.update_status(PODS, meta["namespace"], meta["name"],
                                                     self.running_status(pod, ready=ready))
                 except NotFound:

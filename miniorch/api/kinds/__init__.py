@@ -19,10 +19,12 @@ from collections.abc import Iterator
 from miniorch.api.kinds.base import Kind
 from miniorch.api.kinds.configmap import CONFIGMAP, CONFIGMAPS
 from miniorch.api.kinds.controllerrevision import CONTROLLER_REVISION, CONTROLLER_REVISIONS
+from miniorch.api.kinds.cronjob import CRONJOB, CRONJOBS
 from miniorch.api.kinds.daemonset import DAEMON_SET, DAEMON_SETS
 from miniorch.api.kinds.deployment import DEPLOYMENT, DEPLOYMENTS
 from miniorch.api.kinds.endpoints import ENDPOINTS, ENDPOINTS_KIND
 from miniorch.api.kinds.event import EVENT, EVENTS
+from miniorch.api.kinds.job import JOB, JOBS
 from miniorch.api.kinds.lease import LEASE, LEASES
 from miniorch.api.kinds.namespace import NAMESPACE, NAMESPACES, SYSTEM_NAMESPACES
 from miniorch.api.kinds.node import NODE, NODES
@@ -49,8 +51,8 @@ from miniorch.api.resource import ALL_VERBS, Resource, UnknownResourceError
 BUILTIN_KINDS: tuple[Kind, ...] = (
     POD, REPLICATION_CONTROLLER, SERVICE, ENDPOINTS_KIND, NODE, EVENT, NAMESPACE, CONFIGMAP,
     SECRET, SERVICE_ACCOUNT, DEPLOYMENT, REPLICA_SET, DAEMON_SET, STATEFUL_SET,
-    CONTROLLER_REVISION, LEASE, SELF_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_RULES_REVIEW,
-    SELF_SUBJECT_REVIEW,
+    CONTROLLER_REVISION, CRONJOB, JOB, LEASE, SELF_SUBJECT_ACCESS_REVIEW,
+    SELF_SUBJECT_RULES_REVIEW, SELF_SUBJECT_REVIEW,
 )
 
 RESOURCES: tuple[Resource, ...] = tuple(k.resource for k in BUILTIN_KINDS)
@@ -134,9 +136,9 @@ def resource_by_kind(api_version: str, kind: str) -> Resource:
 
 
 __all__ = [
-    "ALL_VERBS", "BUILTIN_KINDS", "CONFIGMAPS", "CONTROLLER_REVISIONS", "DAEMON_SETS",
-    "DEPLOYMENTS", "ENDPOINTS", "EVENTS", "LEASES", "NAMESPACES", "NODES", "PODS",
-    "REPLICATION_CONTROLLERS", "REPLICA_SETS", "RESOURCES", "SECRETS",
+    "ALL_VERBS", "BUILTIN_KINDS", "CONFIGMAPS", "CONTROLLER_REVISIONS", "CRONJOBS",
+    "DAEMON_SETS", "DEPLOYMENTS", "ENDPOINTS", "EVENTS", "JOBS", "LEASES", "NAMESPACES",
+    "NODES", "PODS", "REPLICATION_CONTROLLERS", "REPLICA_SETS", "RESOURCES", "SECRETS",
     "SELF_SUBJECT_ACCESS_REVIEWS", "SELF_SUBJECT_REVIEWS", "SELF_SUBJECT_RULES_REVIEWS",
     "SERVICES", "SERVICE_ACCOUNTS", "STATEFUL_SETS", "SYSTEM_NAMESPACES", "Kind", "KindCatalog",
     "Resource", "UnknownResourceError", "kind_of", "resource_by_kind", "resource_for",
