@@ -68,6 +68,12 @@ class Registry:
         self.kinds = KindCatalog()
         """The kinds served: the built-in ones, plus custom resources added at run time."""
         self._event_index: dict[tuple[str, str, str, str, str], tuple[str, str]] | None = None
+        # Kinds whose objects change the API (CRDs) replay their stored objects, so a
+        # restarted cluster serves the custom resources it served before.
+        for kind in list(self.kinds):
+            if kind.after_write is not None:
+                for obj in self.store.list(kind.resource)[0]:
+                    kind.after_write(self, None, obj)
 
     # ---- bootstrap ---------------------------------------------------------------
 
@@ -149,7 +155,7 @@ class Registry:
             kind.prepare(self, obj, None)
         if dry_run:
             return obj
-        return self.store.create(resource, obj)
+        return self._written(kind, None, self.store.create(resource, obj))
 
     def update(self, resource: Resource, obj: Obj, *, namespace: str | None = None,
                subresource: str = "", dry_run: bool = False) -> Obj:
@@ -166,7 +172,8 @@ class Registry:
         new = self._merge_update(resource, old, obj, subresource)
         if dry_run:
             return new
-        return self.store.update(resource, new, check_rv=True)
+        return self._written(self.kinds.of(resource), old,
+                             self.store.update(resource, new, check_rv=True))
 
     def mutate(self, resource: Resource, namespace: str, name: str, change: Mutation, *,
                subresource: str = "") -> Obj:
@@ -176,7 +183,8 @@ class Registry:
         replaced = change(edited)
         new = self._merge_update(resource, old, replaced if replaced is not None else edited,
                                  subresource)
-        return self.store.update(resource, new, check_rv=False)
+        return self._written(self.kinds.of(resource), old,
+                             self.store.update(resource, new, check_rv=False))
 
     def update_status(self, resource: Resource, namespace: str, name: str,
                       status: Obj) -> Obj:
@@ -251,7 +259,16 @@ class Registry:
                 return self.store.mutate(resource, namespace, name, mark)
         if kind.deletes_contents:
             return self._delete_with_contents(kind, obj)
-        return self.store.delete(resource, namespace, name)
+        deleted = self.store.delete(resource, namespace, name)
+        if kind.after_write is not None:
+            kind.after_write(self, deleted, None)
+        return deleted
+
+    def _written(self, kind: Kind, old: Obj | None, new: Obj) -> Obj:
+        """Run the kind's after-write hook (a CRD serving its kinds) on a stored write."""
+        if kind.after_write is not None:
+            kind.after_write(self, old, new)
+        return new
 
     def _delete_with_contents(self, kind: Kind, scope: Obj) -> Obj:
         """A namespace: Terminating, everything inside deleted (pods gracefully),
@@ -261,9 +278,12 @@ class Registry:
         def terminating(obj: Obj) -> None:
             obj.setdefault("status", {})["phase"] = "Terminating"
         self.store.mutate(kind.resource, "", name, terminating)
+        seen: set[str] = set()
         for inner in self.kinds:
-            if not inner.resource.namespaced:
+            # A custom resource served in two versions is one set of stored objects.
+            if not inner.resource.namespaced or inner.resource.key in seen:
                 continue
+            seen.add(inner.resource.key)
             items, _ = self.store.list(inner.resource, name)
             for item in items:
                 self.delete(inner.resource, name, item["metadata"]["name"],

@@ -14,7 +14,8 @@ REF = "#/components/schemas/"
 
 def test_root_points_at_each_group_version_with_its_hash() -> None:
     root = openapi.openapi_v3_root(BUILTIN_KINDS)
-    assert set(root["paths"]) == {"api/v1", "apis/coordination.k8s.io/v1"}
+    assert set(root["paths"]) == {"api/v1", "apis/coordination.k8s.io/v1",
+                                  "apis/apiextensions.k8s.io/v1"}
     for key, entry in root["paths"].items():
         url = entry["serverRelativeURL"]
         assert url.startswith(f"/openapi/v3/{key}?hash=")

@@ -62,7 +62,8 @@ async def test_discovery(client: Client) -> None:
     api = await body(await client.get("/api"))
     assert api["versions"] == ["v1"] and api["serverAddressByClientCIDRs"]
     groups = await body(await client.get("/apis"))
-    assert [g["name"] for g in groups["groups"]] == ["coordination.k8s.io"]
+    assert [g["name"] for g in groups["groups"]] == ["coordination.k8s.io",
+                                                   "apiextensions.k8s.io"]
     v1 = await body(await client.get("/api/v1"))
     by_name = {r["name"]: r for r in v1["resources"]}
     assert by_name["replicationcontrollers"]["shortNames"] == ["rc"]

@@ -18,6 +18,10 @@ from collections.abc import Iterator
 
 from miniorch.api.kinds.base import Kind
 from miniorch.api.kinds.configmap import CONFIGMAP, CONFIGMAPS
+from miniorch.api.kinds.customresourcedefinition import (
+    CUSTOM_RESOURCE_DEFINITION,
+    CUSTOM_RESOURCE_DEFINITIONS,
+)
 from miniorch.api.kinds.endpoints import ENDPOINTS, ENDPOINTS_KIND
 from miniorch.api.kinds.event import EVENT, EVENTS
 from miniorch.api.kinds.lease import LEASE, LEASES
@@ -34,7 +38,7 @@ from miniorch.api.resource import ALL_VERBS, Resource, UnknownResourceError
 
 BUILTIN_KINDS: tuple[Kind, ...] = (
     POD, REPLICATION_CONTROLLER, SERVICE, ENDPOINTS_KIND, NODE, EVENT, NAMESPACE, CONFIGMAP,
-    SECRET, LEASE,
+    SECRET, LEASE, CUSTOM_RESOURCE_DEFINITION,
 )
 
 RESOURCES: tuple[Resource, ...] = tuple(k.resource for k in BUILTIN_KINDS)
@@ -46,26 +50,29 @@ class KindCatalog:
     (custom resources). Owned by the Registry; read by the server and the GC."""
 
     def __init__(self, kinds: tuple[Kind, ...] = BUILTIN_KINDS) -> None:
-        self._by_key: dict[str, Kind] = {k.resource.key: k for k in kinds}
+        # By (store key, version): a custom resource serves one kind per version, all
+        # over the same stored objects.
+        self._by_key: dict[tuple[str, str], Kind] = {_key(k.resource): k for k in kinds}
 
     def __iter__(self) -> Iterator[Kind]:
         return iter(list(self._by_key.values()))
 
     def __contains__(self, resource: object) -> bool:
-        return isinstance(resource, Resource) and resource.key in self._by_key
+        return isinstance(resource, Resource) and _key(resource) in self._by_key
 
     def of(self, resource: Resource) -> Kind:
         """The record behind `resource` (UnknownResourceError if not served)."""
         try:
-            return self._by_key[resource.key]
+            return self._by_key[_key(resource)]
         except KeyError:
             raise UnknownResourceError(resource.key) from None
 
     def add(self, kind: Kind) -> None:
-        self._by_key[kind.resource.key] = kind
+        self._by_key[_key(kind.resource)] = kind
 
     def remove(self, resource: Resource) -> None:
-        self._by_key.pop(resource.key, None)
+        """Stop serving `resource` (matched by group, version and plural)."""
+        self._by_key.pop(_key(resource), None)
 
     @property
     def resources(self) -> list[Resource]:
@@ -98,6 +105,10 @@ class KindCatalog:
         raise UnknownResourceError(f"{api_version}/{kind}")
 
 
+def _key(resource: Resource) -> tuple[str, str]:
+    return resource.key, resource.version
+
+
 _BUILTIN = KindCatalog()
 
 
@@ -118,7 +129,8 @@ def resource_by_kind(api_version: str, kind: str) -> Resource:
 
 
 __all__ = [
-    "ALL_VERBS", "BUILTIN_KINDS", "CONFIGMAPS", "ENDPOINTS", "EVENTS", "LEASES",
+    "ALL_VERBS", "BUILTIN_KINDS", "CONFIGMAPS", "CUSTOM_RESOURCE_DEFINITIONS", "ENDPOINTS",
+    "EVENTS", "LEASES",
     "NAMESPACES", "NODES", "PODS", "REPLICATION_CONTROLLERS", "RESOURCES", "SECRETS",
     "SERVICES", "SYSTEM_NAMESPACES", "Kind", "KindCatalog", "Resource", "UnknownResourceError",
     "kind_of", "resource_by_kind", "resource_for",

@@ -34,6 +34,7 @@ from miniorch.api.tables import AGE_COLUMN, NAME_COLUMN, Row, default_cells
 from miniorch.core.objects import Obj
 
 if TYPE_CHECKING:
+    from miniorch.api.kinds import KindCatalog
     from miniorch.api.store import Store
     from miniorch.core.clock import Clock
     from miniorch.core.settings import NetworkSettings
@@ -53,6 +54,14 @@ class WriteContext(Protocol):
     def network(self) -> NetworkSettings: ...
 
 
+class CatalogContext(WriteContext, Protocol):
+    """What an `after_write` hook may touch: the store and the served kinds (the
+    registry is one). A CRD's hook adds and removes the kinds it defines."""
+
+    @property
+    def kinds(self) -> KindCatalog: ...
+
+
 Defaulter = Callable[[Obj], None]
 """Fill defaults in place (idempotent, never raises on malformed input)."""
 Validator = Callable[[Obj, "Obj | None"], list[Cause]]
@@ -65,6 +74,9 @@ GracePeriod = Callable[[Obj, "int | None"], int]
 SchemaChecker = Callable[[Obj], "str | None"]
 UnknownFields = Callable[[Obj, bool], list[str]]
 """Paths of unknown fields; the bool asks to prune them in place."""
+AfterWrite = Callable[[CatalogContext, "Obj | None", "Obj | None"], None]
+"""Called by the registry after a successful write of (old, new); new is None for a
+deletion, old is None for a creation (and for objects restored at start-up)."""
 
 
 def _no_defaults(obj: Obj) -> None:
@@ -129,6 +141,14 @@ class Kind:
     """Replaces the schema-table type check (custom resources bring their own)."""
     unknown_fields: UnknownFields | None = None
     """Replaces the schema-table unknown-field walk (custom resources)."""
+    strategic_merge: bool = True
+    """Strategic merge patches are accepted (custom resources refuse them with 415)."""
+    openapi_schema: Mapping[str, Any] | None = None
+    """A ready-made OpenAPI v3 schema of the root (custom resources); else derived
+    from `definitions`."""
+    after_write: AfterWrite | None = None
+    """A side effect of a write on the API itself (a CRD serves or stops serving its
+    kinds), run synchronously so discovery is consistent with the write's answer."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Anything a kind's own module needs to carry (e.g. a CRD's parsed schema)."""
 
@@ -176,4 +196,4 @@ class Kind:
         return validation.unknown_fields_of(self.root_definition, obj, prune=prune)
 
 
-__all__ = ["Kind", "ScaleSubresource", "Subresource", "WriteContext"]
+__all__ = ["CatalogContext", "Kind", "ScaleSubresource", "Subresource", "WriteContext"]
