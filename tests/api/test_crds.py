@@ -356,3 +356,13 @@ async def test_openapi_document(client: Client) -> None:
     patch = doc["paths"]["/apis/stable.example.com/v1/namespaces/{namespace}/crontabs/{name}"]
     assert "application/strategic-merge-patch+json" not in \
         patch["patch"]["requestBody"]["content"]
+
+
+def test_deleting_a_namespace_deletes_its_custom_objects(crontabs: Registry) -> None:
+    from miniorch.api.kinds import NAMESPACES
+    crontabs.create(NAMESPACES, {"metadata": {"name": "team"}})
+    obj = crontab("in-team")
+    obj["metadata"]["namespace"] = "team"
+    crontabs.create(CRONTABS, obj)
+    crontabs.delete(NAMESPACES, "", "team")
+    assert crontabs.store.list(CRONTABS, "team")[0] == []
