@@ -18,6 +18,7 @@ is the SHA-512 of the document, so clients' caches invalidate when it changes.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Iterable
@@ -182,7 +183,8 @@ def _content(name: str, *, watch: bool = False) -> Obj:
 
 def _operation(resource: Resource, action: str, op_id: str, *, kind: str | None = None,
                body: str | None = None, response: str, params: list[Obj],
-               patch: bool = False, watch: bool = False, created: bool = False) -> Obj:
+               patch: bool = False, watch: bool = False, created: bool = False,
+               strategic: bool = True) -> Obj:
     tag = ("core" if not resource.group else resource.group.split(".", 1)[0]) + \
         f"_{resource.version}"
     op: Obj = {
@@ -196,8 +198,11 @@ def _operation(resource: Resource, action: str, op_id: str, *, kind: str | None 
     if created:
         op["responses"]["201"] = {"description": "Created", "content": _content(response)}
     if patch:
+        # kubectl apply computes a strategic merge patch only where the PATCH operation
+        # accepts one; for custom resources it then sends a JSON merge patch.
+        types = _PATCH_TYPES if strategic else [t for t in _PATCH_TYPES if "strategic" not in t]
         op["requestBody"] = {"content": {t: {"schema": {"$ref": _REF + _PATCH}}
-                                         for t in _PATCH_TYPES}, "required": True}
+                                         for t in types}, "required": True}
     elif body is not None:
         op["requestBody"] = {"content": {"*/*": {"schema": {"$ref": _REF + body}}},
                              "required": True}
@@ -249,7 +254,7 @@ def _paths_for(record: Kind) -> Obj:
                               response=root, params=list(write), created=True),
             "patch": _operation(resource, "patch", f"patch{prefix}{ns}{kind}", response=root,
                                 params=[*write, _param("force", type="boolean")],
-                                patch=True, created=True),
+                                patch=True, created=True, strategic=record.strategic_merge),
             "delete": _operation(resource, "delete", f"delete{prefix}{ns}{kind}",
                                  body=_META + "DeleteOptions", response=_META + "Status",
                                  params=list(_DELETE_PARAMS)),
@@ -269,7 +274,7 @@ def _paths_for(record: Kind) -> Obj:
                               response=root, params=list(write), created=True),
             "patch": _operation(resource, "patch", f"patch{prefix}{ns}{kind}Status",
                                 response=root, params=[*write, _param("force", type="boolean")],
-                                patch=True, created=True),
+                                patch=True, created=True, strategic=record.strategic_merge),
             "parameters": path_params + ns_params,
         }
     if record.scale is not None:
@@ -317,15 +322,20 @@ def openapi_v3_document(kinds: Iterable[Kind], group_version: str) -> Obj:
     paths: Obj = {}
     roots: list[str] = [_META + "Status", _META + "DeleteOptions", _PATCH]
     list_schemas: dict[str, Obj] = {}
+    ready: dict[str, Obj] = {}
     for kind in served:
         paths.update(_paths_for(kind))
         root = kind.root_definition
-        roots.append(root)
+        if kind.openapi_schema is not None:
+            ready[root] = copy.deepcopy(dict(kind.openapi_schema))
+        else:
+            roots.append(root)
         if kind.answer is None:
             list_schemas[f"{root}List"] = _list_schema(kind)
         if kind.scale is not None:
             roots.append(schema.SCALE_DEFINITION)
-    schemas: dict[str, Obj] = dict(list_schemas)
+    schemas: dict[str, Obj] = {**list_schemas, **ready}
+    roots.extend(sorted(_refs_of(ready)))
     pending = roots + sorted(_refs_of(list_schemas))
     while pending:
         name = pending.pop()

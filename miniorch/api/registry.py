@@ -78,6 +78,12 @@ class Registry:
         self.kinds = KindCatalog()
         """The kinds served: the built-in ones, plus custom resources added at run time."""
         self._event_index: dict[tuple[str, str, str, str, str], tuple[str, str]] | None = None
+        # Kinds whose objects change the API (CRDs) replay their stored objects, so a
+        # restarted cluster serves the custom resources it served before.
+        for kind in list(self.kinds):
+            if kind.after_write is not None:
+                for obj in self.store.list(kind.resource)[0]:
+                    kind.after_write(self, None, obj)
 
     # ---- bootstrap ---------------------------------------------------------------
 
@@ -161,7 +167,7 @@ class Registry:
             kind.prepare(self, obj, None)
         if dry_run:
             return obj
-        return self.store.create(resource, obj)
+        return self._written(resource, None, self.store.create(resource, obj))
 
     def update(self, resource: Resource, obj: Obj, *, namespace: str | None = None,
                subresource: str = "", dry_run: bool = False) -> Obj:
@@ -178,8 +184,7 @@ class Registry:
         new = self._merge_update(resource, old, obj, subresource)
         if dry_run:
             return new
-        return self._finish_update(resource, old, self.store.update(resource, new,
-                                                                    check_rv=True))
+        return self._written(resource, old, self.store.update(resource, new, check_rv=True))
 
     def mutate(self, resource: Resource, namespace: str, name: str, change: Mutation, *,
                subresource: str = "") -> Obj:
@@ -189,18 +194,23 @@ class Registry:
         replaced = change(edited)
         new = self._merge_update(resource, old, replaced if replaced is not None else edited,
                                  subresource)
-        return self._finish_update(resource, old, self.store.update(resource, new,
-                                                                    check_rv=False))
+        return self._written(resource, old, self.store.update(resource, new, check_rv=False))
 
-    def _finish_update(self, resource: Resource, old: Obj, new: Obj) -> Obj:
-        """An object whose deletion waited for its finalizers goes once the last one is
-        removed (and no grace period is left to wait for)."""
+    def _written(self, resource: Resource, old: Obj | None, new: Obj) -> Obj:
+        """After a stored write: the kind's after-write hook (a CRD serving its kinds);
+        and an object whose deletion waited for its finalizers goes once the last one
+        is removed (and no grace period is left to wait for)."""
+        kind = self.kinds.of(resource)
+        if kind.after_write is not None:
+            kind.after_write(self, old, new)
         meta = new["metadata"]
         if (meta.get("deletionTimestamp") and not meta.get("finalizers")
-                and old["metadata"].get("finalizers")
+                and old is not None and old["metadata"].get("finalizers")
                 and not meta.get("deletionGracePeriodSeconds")):
             with contextlib.suppress(NotFound):
-                self.store.delete(resource, meta.get("namespace", ""), meta["name"])
+                deleted = self.store.delete(resource, meta.get("namespace", ""), meta["name"])
+                if kind.after_write is not None:
+                    kind.after_write(self, deleted, None)
         return new
 
     def update_status(self, resource: Resource, namespace: str, name: str,
@@ -288,7 +298,10 @@ class Registry:
             finalizers.append(FOREGROUND_FINALIZER)
         if finalizers:
             return self._await_finalizers(resource, obj, finalizers)
-        return self.store.delete(resource, namespace, name)
+        deleted = self.store.delete(resource, namespace, name)
+        if kind.after_write is not None:
+            kind.after_write(self, deleted, None)
+        return deleted
 
     def _await_finalizers(self, resource: Resource, obj: Obj, finalizers: Sequence[str]
                           ) -> Obj:
@@ -315,9 +328,12 @@ class Registry:
         def terminating(obj: Obj) -> None:
             obj.setdefault("status", {})["phase"] = "Terminating"
         self.store.mutate(kind.resource, "", name, terminating)
+        seen: set[str] = set()
         for inner in self.kinds:
-            if not inner.resource.namespaced:
+            # A custom resource served in two versions is one set of stored objects.
+            if not inner.resource.namespaced or inner.resource.key in seen:
                 continue
+            seen.add(inner.resource.key)
             items, _ = self.store.list(inner.resource, name)
             for item in items:
                 self.delete(inner.resource, name, item["metadata"]["name"],

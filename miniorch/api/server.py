@@ -558,18 +558,23 @@ async def _update(request: web.Request, ctx: ApiContext, resource: Resource, nam
     return _respond(_render(request, ctx, resource, updated), warnings=warnings)
 
 
-def _patch_type(request: web.Request) -> str:
+def _patch_type(request: web.Request, *, strategic: bool = True) -> str:
     content_type = request.content_type
-    if content_type not in PATCH_TYPES:
+    # Custom resources have no Go struct to carry patch strategies: kube-apiserver
+    # refuses strategic merge for them, and so do we.
+    accepted = PATCH_TYPES if strategic else tuple(
+        t for t in PATCH_TYPES if "strategic" not in t)
+    if content_type not in accepted:
         raise UnsupportedMediaType(
             f"the body of the request was in an unknown format - accepted media types "
-            f"include: {', '.join(PATCH_TYPES)}")
+            f"include: {', '.join(accepted)}")
     return content_type
 
 
 async def _patch(request: web.Request, ctx: ApiContext, resource: Resource, namespace: str,
                  name: str, subresource: str) -> web.Response:
-    content_type = _patch_type(request)
+    content_type = _patch_type(request,
+                               strategic=ctx.registry.kinds.of(resource).strategic_merge)
     body = await read_body(request, ctx.settings.max_request_bytes)
     current = ctx.registry.get(resource, namespace, name)
     patched = apply_patch(current, body, content_type,

@@ -17,7 +17,8 @@ def test_root_points_at_each_group_version_with_its_hash() -> None:
     served = {f"apis/{r.group}/{r.version}" if r.group else f"api/{r.version}"
               for r in RESOURCES}
     assert {"api/v1", "apis/coordination.k8s.io/v1", "apis/apps/v1",
-            "apis/authorization.k8s.io/v1", "apis/batch/v1"} <= served
+            "apis/authorization.k8s.io/v1", "apis/batch/v1",
+            "apis/apiextensions.k8s.io/v1"} <= served
     assert set(root["paths"]) == served
     for key, entry in root["paths"].items():
         url = entry["serverRelativeURL"]

@@ -64,8 +64,8 @@ async def test_discovery(client: Client) -> None:
     groups = await body(await client.get("/apis"))
     assert [g["name"] for g in groups["groups"]] == list(dict.fromkeys(
         r.group for r in RESOURCES if r.group))
-    assert {"coordination.k8s.io", "apps", "authorization.k8s.io",
-            "authentication.k8s.io"} <= {g["name"] for g in groups["groups"]}
+    assert {"coordination.k8s.io", "apps", "authorization.k8s.io", "authentication.k8s.io",
+            "apiextensions.k8s.io"} <= {g["name"] for g in groups["groups"]}
     v1 = await body(await client.get("/api/v1"))
     by_name = {r["name"]: r for r in v1["resources"]}
     assert by_name["replicationcontrollers"]["shortNames"] == ["rc"]

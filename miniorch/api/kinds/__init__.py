@@ -20,6 +20,10 @@ from miniorch.api.kinds.base import Kind
 from miniorch.api.kinds.configmap import CONFIGMAP, CONFIGMAPS
 from miniorch.api.kinds.controllerrevision import CONTROLLER_REVISION, CONTROLLER_REVISIONS
 from miniorch.api.kinds.cronjob import CRONJOB, CRONJOBS
+from miniorch.api.kinds.customresourcedefinition import (
+    CUSTOM_RESOURCE_DEFINITION,
+    CUSTOM_RESOURCE_DEFINITIONS,
+)
 from miniorch.api.kinds.daemonset import DAEMON_SET, DAEMON_SETS
 from miniorch.api.kinds.deployment import DEPLOYMENT, DEPLOYMENTS
 from miniorch.api.kinds.endpoints import ENDPOINTS, ENDPOINTS_KIND
@@ -51,8 +55,8 @@ from miniorch.api.resource import ALL_VERBS, Resource, UnknownResourceError
 BUILTIN_KINDS: tuple[Kind, ...] = (
     POD, REPLICATION_CONTROLLER, SERVICE, ENDPOINTS_KIND, NODE, EVENT, NAMESPACE, CONFIGMAP,
     SECRET, SERVICE_ACCOUNT, DEPLOYMENT, REPLICA_SET, DAEMON_SET, STATEFUL_SET,
-    CONTROLLER_REVISION, CRONJOB, JOB, LEASE, SELF_SUBJECT_ACCESS_REVIEW,
-    SELF_SUBJECT_RULES_REVIEW, SELF_SUBJECT_REVIEW,
+    CONTROLLER_REVISION, CRONJOB, JOB, LEASE, CUSTOM_RESOURCE_DEFINITION,
+    SELF_SUBJECT_ACCESS_REVIEW, SELF_SUBJECT_RULES_REVIEW, SELF_SUBJECT_REVIEW,
 )
 
 RESOURCES: tuple[Resource, ...] = tuple(k.resource for k in BUILTIN_KINDS)
@@ -64,26 +68,29 @@ class KindCatalog:
     (custom resources). Owned by the Registry; read by the server and the GC."""
 
     def __init__(self, kinds: tuple[Kind, ...] = BUILTIN_KINDS) -> None:
-        self._by_key: dict[str, Kind] = {k.resource.key: k for k in kinds}
+        # By (store key, version): a custom resource serves one kind per version, all
+        # over the same stored objects.
+        self._by_key: dict[tuple[str, str], Kind] = {_key(k.resource): k for k in kinds}
 
     def __iter__(self) -> Iterator[Kind]:
         return iter(list(self._by_key.values()))
 
     def __contains__(self, resource: object) -> bool:
-        return isinstance(resource, Resource) and resource.key in self._by_key
+        return isinstance(resource, Resource) and _key(resource) in self._by_key
 
     def of(self, resource: Resource) -> Kind:
         """The record behind `resource` (UnknownResourceError if not served)."""
         try:
-            return self._by_key[resource.key]
+            return self._by_key[_key(resource)]
         except KeyError:
             raise UnknownResourceError(resource.key) from None
 
     def add(self, kind: Kind) -> None:
-        self._by_key[kind.resource.key] = kind
+        self._by_key[_key(kind.resource)] = kind
 
     def remove(self, resource: Resource) -> None:
-        self._by_key.pop(resource.key, None)
+        """Stop serving `resource` (matched by group, version and plural)."""
+        self._by_key.pop(_key(resource), None)
 
     @property
     def resources(self) -> list[Resource]:
@@ -116,6 +123,10 @@ class KindCatalog:
         raise UnknownResourceError(f"{api_version}/{kind}")
 
 
+def _key(resource: Resource) -> tuple[str, str]:
+    return resource.key, resource.version
+
+
 _BUILTIN = KindCatalog()
 
 
@@ -137,9 +148,10 @@ def resource_by_kind(api_version: str, kind: str) -> Resource:
 
 __all__ = [
     "ALL_VERBS", "BUILTIN_KINDS", "CONFIGMAPS", "CONTROLLER_REVISIONS", "CRONJOBS",
-    "DAEMON_SETS", "DEPLOYMENTS", "ENDPOINTS", "EVENTS", "JOBS", "LEASES", "NAMESPACES",
-    "NODES", "PODS", "REPLICATION_CONTROLLERS", "REPLICA_SETS", "RESOURCES", "SECRETS",
-    "SELF_SUBJECT_ACCESS_REVIEWS", "SELF_SUBJECT_REVIEWS", "SELF_SUBJECT_RULES_REVIEWS",
-    "SERVICES", "SERVICE_ACCOUNTS", "STATEFUL_SETS", "SYSTEM_NAMESPACES", "Kind", "KindCatalog",
-    "Resource", "UnknownResourceError", "kind_of", "resource_by_kind", "resource_for",
+    "CUSTOM_RESOURCE_DEFINITIONS", "DAEMON_SETS", "DEPLOYMENTS", "ENDPOINTS", "EVENTS", "JOBS",
+    "LEASES", "NAMESPACES", "NODES", "PODS", "REPLICATION_CONTROLLERS", "REPLICA_SETS",
+    "RESOURCES", "SECRETS", "SELF_SUBJECT_ACCESS_REVIEWS", "SELF_SUBJECT_REVIEWS",
+    "SELF_SUBJECT_RULES_REVIEWS", "SERVICES", "SERVICE_ACCOUNTS", "STATEFUL_SETS",
+    "SYSTEM_NAMESPACES", "Kind", "KindCatalog", "Resource", "UnknownResourceError", "kind_of",
+    "resource_by_kind", "resource_for",
 ]

@@ -34,6 +34,7 @@ from miniorch.api.tables import AGE_COLUMN, NAME_COLUMN, Row, default_cells
 from miniorch.core.objects import Obj
 
 if TYPE_CHECKING:
+    from miniorch.api.kinds import KindCatalog
     from miniorch.api.store import Store
     from miniorch.core.clock import Clock
     from miniorch.core.settings import NetworkSettings
@@ -53,6 +54,14 @@ class WriteContext(Protocol):
     def network(self) -> NetworkSettings: ...
 
 
+class CatalogContext(WriteContext, Protocol):
+    """What an `after_write` hook may touch: the store and the served kinds (the
+    registry is one). A CRD's hook adds and removes the kinds it defines."""
+
+    @property
+    def kinds(self) -> KindCatalog: ...
+
+
 Defaulter = Callable[[Obj], None]
 """Fill defaults in place (idempotent, never raises on malformed input)."""
 Validator = Callable[[Obj, "Obj | None"], list[Cause]]
@@ -67,6 +76,9 @@ UnknownFields = Callable[[Obj, bool], list[str]]
 """Paths of unknown fields; the bool asks to prune them in place."""
 Answerer = Callable[[WriteContext, Obj], Obj]
 """A virtual kind's create: the answer to the request object (a review), never stored."""
+AfterWrite = Callable[[CatalogContext, "Obj | None", "Obj | None"], None]
+"""Called by the registry after a successful write of (old, new); new is None for a
+deletion, old is None for a creation (and for objects restored at start-up)."""
 
 
 def _no_defaults(obj: Obj) -> None:
@@ -135,6 +147,14 @@ class Kind:
     """Makes the kind virtual (SelfSubjectAccessReview, …): a create is answered by this
     hook after the type check and `validate`, with no metadata rules and no store write;
     the kind's Resource should serve only `create`."""
+    strategic_merge: bool = True
+    """Strategic merge patches are accepted (custom resources refuse them with 415)."""
+    openapi_schema: Mapping[str, Any] | None = None
+    """A ready-made OpenAPI v3 schema of the root (custom resources); else derived
+    from `definitions`."""
+    after_write: AfterWrite | None = None
+    """A side effect of a write on the API itself (a CRD serves or stops serving its
+    kinds), run synchronously so discovery is consistent with the write's answer."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Anything a kind's own module needs to carry (e.g. a CRD's parsed schema)."""
 
@@ -195,4 +215,4 @@ class Kind:
         return validation.unknown_fields_of(self.root_definition, obj, prune=prune)
 
 
-__all__ = ["Kind", "ScaleSubresource", "Subresource", "WriteContext"]
+__all__ = ["CatalogContext", "Kind", "ScaleSubresource", "Subresource", "WriteContext"]
