@@ -192,16 +192,14 @@ def test_crontab_lifecycle(crd: RunningCluster) -> None:
 # ---- an operator framework, unchanged: kopf's own "01-minimal" example --------------------
 
 def kopf_examples(tmp: Path) -> Path:
-    """kopf's examples directory, from its source distribution on PyPI (the wheel has no
-    examples): the example and its CRD run exactly as kopf ships them."""
+    """kopf's examples directory, from its source distribution (the wheel has no
+    examples), which `make install` downloads beside the venv: the example and its CRD
+    run exactly as kopf ships them. Tests never reach the network themselves."""
     version = importlib.metadata.version("kopf")
-    fetched = subprocess.run(
-        [sys.executable, "-m", "pip", "download", f"kopf=={version}", "--no-binary", ":all:",
-         "--no-deps", "-q", "-d", str(tmp)], capture_output=True, text=True, timeout=120)
-    archives = list(tmp.glob("kopf-*.tar.gz"))
-    if fetched.returncode != 0 or not archives:
-        pytest.skip(f"kopf's source distribution is not reachable: {fetched.stderr[-300:]}")
-    with tarfile.open(archives[0]) as archive:
+    archive_path = Path(sys.prefix) / "sdist" / f"kopf-{version}.tar.gz"
+    if not archive_path.exists():
+        pytest.skip(f"{archive_path} is missing: run `make install`")
+    with tarfile.open(archive_path) as archive:
         members = [m for m in archive.getmembers() if "/examples/" in m.name]
         archive.extractall(tmp, members=members, filter="data")
     return tmp / f"kopf-{version}" / "examples"
