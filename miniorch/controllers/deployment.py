@@ -47,7 +47,7 @@ import structlog
 
 from miniorch.api.errors import AlreadyExists, NotFound
 from miniorch.api.kinds import DEPLOYMENTS, PODS, REPLICA_SETS
-from miniorch.api.kinds.replicaset import selector_of
+from miniorch.api.kinds.apps import selector_of
 from miniorch.api.registry import Registry
 from miniorch.controllers.ownership import claim, owner_reference
 from miniorch.controllers.pods import TERMINAL_PHASES, phase_of

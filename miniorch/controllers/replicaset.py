@@ -12,7 +12,7 @@ selector, a metav1.LabelSelector (matchLabels + matchExpressions) instead of a m
 from __future__ import annotations
 
 from miniorch.api.kinds import REPLICA_SETS
-from miniorch.api.kinds.replicaset import selector_of
+from miniorch.api.kinds.apps import selector_of
 from miniorch.api.registry import Registry
 from miniorch.controllers.replication import ReplicaKind, replica_controller
 from miniorch.core.clock import Clock

@@ -11,7 +11,7 @@ import pytest
 from miniorch.api import tables
 from miniorch.api.errors import Invalid
 from miniorch.api.kinds import DEPLOYMENTS, REPLICA_SETS, Resource, kind_of, resource_for
-from miniorch.api.kinds.replicaset import selector_string
+from miniorch.api.kinds.apps import selector_string
 from miniorch.core.clock import rfc3339
 from miniorch.core.objects import Obj
 

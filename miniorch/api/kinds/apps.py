@@ -1,9 +1,13 @@
-"""What the apps/v1 workload kinds (DaemonSet, StatefulSet) share: the label-selector
-rules and the pod-template rules, worded as `pkg/apis/apps/validation` words them.
+"""What the apps/v1 workload kinds (Deployment, ReplicaSet, DaemonSet, StatefulSet)
+share: the label-selector and pod-template rules, worded as `pkg/apis/apps/validation`
+words them, and their printer columns.
 
-    kinds/daemonset.py, statefulset.py ─► default_template(spec)
-                                       ─► validate_selector(...) + validate_template(...)
-                                       ─► selector_text(obj)  (Tables, Scale)
+    kinds/deployment.py, replicaset.py, daemonset.py, statefulset.py
+        ─► default_template(spec)
+        ─► validate_selector(...) + validate_template(...) + immutable_selector(...)
+           (validate_workload_spec: all of them, for Deployment and ReplicaSet)
+        ─► selector_of / selector_string (controllers, Tables, Scale)
+        ─► workload_columns / template_cells (CONTAINERS, IMAGES, SELECTOR)
 
 Unlike a ReplicationController, an apps/v1 workload's selector is a meta/v1
 `LabelSelector` object, is required (never defaulted from the template's labels) and
@@ -17,6 +21,7 @@ from typing import Any
 from miniorch.api.defaults import pod_spec
 from miniorch.api.errors import Cause
 from miniorch.api.selectors import LabelSelector
+from miniorch.api.tables import AGE_COLUMN, NAME_COLUMN, column, containers_and_images
 from miniorch.api.validation import (
     forbidden,
     invalid,
@@ -40,10 +45,8 @@ def default_template(spec: Obj) -> None:
         pod_spec(template["spec"])
 
 
-def validate_selector(selector: Any, path: str, kind_word: str) -> list[Cause]:
-    """ValidateLabelSelector plus apps' "empty selector is invalid for <kind>"."""
-    if selector is None:
-        return [required(path)]
+def validate_label_selector(selector: Obj, path: str) -> list[Cause]:
+    """ValidateLabelSelector: matchLabels as labels, each expression's operator/values."""
     sel = as_dict(selector)
     causes: list[Cause] = []
     causes.extend(validate_labels(sel.get("matchLabels"), f"{path}.matchLabels"))
@@ -63,8 +66,16 @@ def validate_selector(selector: Any, path: str, kind_word: str) -> list[Cause]:
             causes.append(invalid(f"{where}.operator", op, "not a valid selector operator"))
         key = str(expr.get("key") or "")
         causes.extend(invalid(f"{where}.key", key, m) for m in is_qualified_name(key))
-    if not sel.get("matchLabels") and not sel.get("matchExpressions"):
-        causes.append(invalid(path, sel, f"empty selector is invalid for {kind_word}"))
+    return causes
+
+
+def validate_selector(selector: Any, path: str, kind_word: str) -> list[Cause]:
+    """ValidateLabelSelector plus apps' "empty selector is invalid for <kind>"."""
+    if not isinstance(selector, dict):
+        return [required(path)]
+    causes = validate_label_selector(selector, path)
+    if not selector.get("matchLabels") and not selector.get("matchExpressions"):
+        causes.append(invalid(path, selector, f"empty selector is invalid for {kind_word}"))
     return causes
 
 
@@ -89,8 +100,9 @@ def validate_template(spec: Obj, selector: Any, kind: str) -> list[Cause]:
     if restart and restart != "Always":
         causes.append(not_supported("spec.template.spec.restartPolicy", restart, ("Always",)))
     if t_spec.get("activeDeadlineSeconds") is not None:
-        causes.append(forbidden("spec.template.spec.activeDeadlineSeconds",
-                                f"activeDeadlineSeconds in {kind} is not Supported"))
+        causes.append(invalid("spec.template.spec.activeDeadlineSeconds",
+                              t_spec["activeDeadlineSeconds"],
+                              f"activeDeadlineSeconds in {kind} is not Supported"))
     return causes
 
 
@@ -111,12 +123,59 @@ def immutable_selector(obj: Obj, old: Obj | None) -> list[Cause]:
     return []
 
 
-def selector_text(obj: Obj) -> str:
-    """`spec.selector` as `Selector.String()` prints it (the Scale's status.selector)."""
-    return str(LabelSelector.from_label_selector(as_dict(as_dict(obj.get("spec"))
-                                                         .get("selector"))))
+def selector_of(obj: Obj) -> LabelSelector:
+    """The object's `spec.selector` (a metav1.LabelSelector) parsed."""
+    return LabelSelector.from_label_selector(as_dict(as_dict(obj.get("spec")).get("selector")))
+
+
+def selector_string(obj: Obj) -> str:
+    """`spec.selector` as `Selector.String()` prints it: the Scale's status.selector and
+    the SELECTOR column (`app=web,tier in (a,b)`)."""
+    return str(selector_of(obj))
 
 
 def format_label_selector(obj: Obj) -> str:
     """metav1.FormatLabelSelector: `<none>` for an empty selector."""
-    return selector_text(obj) or "<none>"
+    return selector_string(obj) or "<none>"
+
+
+def validate_workload_spec(obj: Obj, old: Obj | None, *, kind: str) -> list[Cause]:
+    """What ReplicaSets and Deployments share: replicas, minReadySeconds, the selector
+    (required, non-empty, matching the template, immutable) and the pod template."""
+    spec = as_dict(obj.get("spec"))
+    causes = non_negative(spec, "replicas") + non_negative(spec, "minReadySeconds")
+    selector = spec.get("selector")
+    selector_causes = validate_selector(selector, "spec.selector", kind)
+    causes.extend(selector_causes)
+    causes.extend(immutable_selector(obj, old))
+    # An invalid selector cannot be converted (LabelSelectorAsSelector fails), so
+    # Kubernetes does not compare it with the template's labels either. Deployments are
+    # validated with the ReplicaSet template rules, wording included.
+    causes.extend(validate_template(spec, None if selector_causes else selector,
+                                    "ReplicaSet"))
+    return causes
+
+
+_SELECTOR_DESCRIPTION = (
+    "Selector is a label query over pods that should match the replica count. Label keys "
+    "and values that must match in order to be controlled by this replica set. It must match "
+    "the pod template's labels. More info: https://kubernetes.io/docs/concepts/overview/"
+    "working-with-objects/labels/#label-selectors")
+
+
+def workload_columns(*cells: Obj) -> tuple[Obj, ...]:
+    """NAME, the kind's own cells, AGE, then the wide CONTAINERS IMAGES SELECTOR."""
+    return (
+        NAME_COLUMN, *cells, AGE_COLUMN,
+        column("Containers", "Names of each container in the template.", priority=1),
+        column("Images", "Images referenced by each container in the template.", priority=1),
+        column("Selector", _SELECTOR_DESCRIPTION, priority=1),
+    )
+
+
+def template_cells(obj: Obj) -> tuple[str, str, str]:
+    """CONTAINERS, IMAGES, SELECTOR of a workload."""
+    spec = as_dict(obj.get("spec"))
+    names, images = containers_and_images(
+        as_dict(as_dict(spec.get("template")).get("spec")).get("containers"))
+    return names, images, selector_string(obj)

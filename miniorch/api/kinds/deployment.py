@@ -17,8 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from miniorch.api.errors import Cause
-from miniorch.api.kinds.base import Kind, ScaleSubresource
-from miniorch.api.kinds.replicaset import (
+from miniorch.api.kinds.apps import (
     APPS,
     default_template,
     selector_string,
@@ -26,6 +25,7 @@ from miniorch.api.kinds.replicaset import (
     validate_workload_spec,
     workload_columns,
 )
+from miniorch.api.kinds.base import Kind, ScaleSubresource
 from miniorch.api.resource import Resource
 from miniorch.api.tables import Row, column, since
 from miniorch.api.validation import forbidden, invalid, not_supported

@@ -24,7 +24,7 @@ from miniorch.api.kinds.apps import (
     default_template,
     immutable_selector,
     non_negative,
-    selector_text,
+    selector_string,
     validate_selector,
     validate_template,
 )
@@ -186,5 +186,5 @@ COLUMNS = (
 STATEFUL_SET = Kind(
     resource=STATEFUL_SETS, definitions=DEFINITIONS, default=_default, validate=_validate,
     columns=COLUMNS, cells=stateful_set_cells, status_subresource=True,
-    scale=ScaleSubresource(selector=selector_text),
+    scale=ScaleSubresource(selector=selector_string),
 )
