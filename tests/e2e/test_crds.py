@@ -5,13 +5,11 @@ watch, validate, explain, patch, patch status, delete."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import select
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -191,23 +189,23 @@ def test_crontab_lifecycle(crd: RunningCluster) -> None:
 
 # ---- an operator framework, unchanged: kopf's own "01-minimal" example --------------------
 
-def kopf_examples(tmp: Path) -> Path:
-    """kopf's examples directory, from its source distribution (the wheel has no
-    examples), which `make install` downloads beside the venv: the example and its CRD
-    run exactly as kopf ships them. Tests never reach the network themselves."""
-    version = importlib.metadata.version("kopf")
-    archive_path = Path(sys.prefix) / "sdist" / f"kopf-{version}.tar.gz"
-    if not archive_path.exists():
-        pytest.skip(f"{archive_path} is missing: run `make install`")
-    with tarfile.open(archive_path) as archive:
-        members = [m for m in archive.getmembers() if "/examples/" in m.name]
-        archive.extractall(tmp, members=members, filter="data")
-    return tmp / f"kopf-{version}" / "examples"
+KOPF_SUITE = Path(sys.prefix) / "kopf-suite"
+"""kopf's source tree (its examples and e2e suite are not in the wheel) and a venv with
+its test tooling, both set up by `make install` (scripts/install-kopf-suite.sh)."""
+
+
+def kopf_examples() -> Path:
+    """kopf's examples directory: the example and its CRD run exactly as kopf ships
+    them. Tests never reach the network themselves."""
+    examples = KOPF_SUITE / "src" / "examples"
+    if not examples.is_dir():
+        pytest.skip(f"{examples} is missing: run `make install`")
+    return examples
 
 
 def test_kopf_minimal_example(crd: RunningCluster, tmp_path: Path) -> None:
     pytest.importorskip("kopf")
-    examples = kopf_examples(tmp_path)
+    examples = kopf_examples()
     kubectl(crd, "apply", "-f", str(examples / "crd.yaml"))
     log_path = tmp_path / "kopf.log"
     with log_path.open("w") as log, subprocess.Popen(
