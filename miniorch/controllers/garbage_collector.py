@@ -13,6 +13,9 @@ Data flow:
         some owners gone  → strip the dangling references, keep the object
         owner kind unknown→ keep the reference (it cannot be verified)
 
+Every watchable kind is followed, custom resources included: a CustomResourceDefinition
+event makes the collector follow the kinds it began to serve, while it runs.
+
 Invariants:
 - Level-triggered: the index only decides *which* objects to check; the check itself
   re-reads the registry, so a stale index costs a no-op reconcile, never a wrong
@@ -35,7 +38,7 @@ from dataclasses import dataclass
 import structlog
 
 from miniorch.api.errors import NotFound
-from miniorch.api.kinds import EVENTS, Resource, UnknownResourceError
+from miniorch.api.kinds import CUSTOM_RESOURCE_DEFINITIONS, EVENTS, Resource, UnknownResourceError
 from miniorch.api.registry import FOREGROUND_FINALIZER, Registry
 from miniorch.core.objects import Obj, is_terminating, name_of, namespace_of, uid_of
 from miniorch.machinery.controller import Controller, Result, Source
@@ -66,13 +69,30 @@ class GarbageCollector:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._dependents: dict[str, set[DependentKey]] = {}
+        self._followed: set[str] = set()
+        self.controller: Controller[DependentKey] | None = None
+        """The collector's own controller, to follow kinds that appear while it runs."""
 
     def sources(self) -> list[Source[DependentKey]]:
+        sources = [Source(resource, self._mapper(resource))
+                   for resource in self._followable()]
+        self._followed.update(s.resource.key for s in sources)
+        return sources
+
+    def _followable(self) -> list[Resource]:
         # Events are never owners nor dependents here, and they are the busiest kind;
         # kinds that cannot be watched (the reviews) are never stored.
-        return [Source(resource, self._mapper(resource))
-                for resource in self.registry.kinds.resources
-                if resource is not EVENTS and "watch" in resource.verbs]
+        return [r for r in self.registry.kinds.resources
+                if r is not EVENTS and "watch" in r.verbs]
+
+    def _follow_new_kinds(self) -> None:
+        """A CustomResourceDefinition changed: follow the kinds it began to serve."""
+        if self.controller is None:
+            return
+        for resource in self._followable():
+            if resource.key not in self._followed:
+                self._followed.add(resource.key)
+                self.controller.add_source(Source(resource, self._mapper(resource)))
 
     def _mapper(self, resource: Resource) -> Callable[[InformerEvent], list[DependentKey]]:
         def map_event(event: InformerEvent) -> list[DependentKey]:
@@ -81,6 +101,8 @@ class GarbageCollector:
 
     def map(self, resource: Resource, event: InformerEvent) -> list[DependentKey]:
         obj = event.object
+        if resource == CUSTOM_RESOURCE_DEFINITIONS:
+            self._follow_new_kinds()
         key = DependentKey(resource, namespace_of(obj), name_of(obj))
         before, after = _owner_uids(event.old), _owner_uids(obj)
         if event.type == "DELETED":
@@ -202,5 +224,7 @@ def garbage_collector(registry: Registry, *, workers: int = 2,
                       ) -> Controller[DependentKey]:
     """The collector actor: `await tg.start(garbage_collector(registry).run)`."""
     collector = GarbageCollector(registry)
-    return Controller(name="garbage-collector", registry=registry, reconciler=collector,
-                      sources=collector.sources(), workers=workers, informers=informers)
+    controller = Controller(name="garbage-collector", registry=registry, reconciler=collector,
+                            sources=collector.sources(), workers=workers, informers=informers)
+    collector.controller = controller
+    return controller

@@ -115,7 +115,17 @@ class Controller(Generic[K]):
         self._own_informers = informers is None
         self._workers = workers
         self._timeout = reconcile_timeout
+        self._subscriptions: ExitStack | None = None
+        """Open while running: the handlers on the shared informers."""
         self._log = log.bind(controller=name)
+
+    def add_source(self, source: Source[K]) -> None:
+        """Follow one more resource, also while running (a kind that appeared later:
+        one a CustomResourceDefinition serves)."""
+        self.sources.append(source)
+        if self._subscriptions is not None:
+            informer = self.informers.informer(source.resource)
+            self._subscriptions.enter_context(informer.add_handler(self._handler(source)))
 
     def enqueue(self, key: K) -> None:
         self.queue.add(key)
@@ -141,14 +151,19 @@ class Controller(Generic[K]):
                 await tg.start(self.informers.run)
             tg.start_soon(self.queue.run)
             with ExitStack() as subscriptions:
-                for source in self.sources:
-                    informer = self.informers.informer(source.resource)
-                    subscriptions.enter_context(informer.add_handler(self._handler(source)))
-                for _ in range(self._workers):
-                    tg.start_soon(self._worker)
-                self._log.debug("controller started", workers=self._workers)
-                task_status.started()
-                await anyio.sleep_forever()
+                self._subscriptions = subscriptions
+                try:
+                    for source in list(self.sources):
+                        informer = self.informers.informer(source.resource)
+                        subscriptions.enter_context(
+                            informer.add_handler(self._handler(source)))
+                    for _ in range(self._workers):
+                        tg.start_soon(self._worker)
+                    self._log.debug("controller started", workers=self._workers)
+                    task_status.started()
+                    await anyio.sleep_forever()
+                finally:
+                    self._subscriptions = None
 
     async def _worker(self) -> None:
         while True:

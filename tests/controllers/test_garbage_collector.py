@@ -99,3 +99,28 @@ async def test_foreground_deletion_waits_for_blocking_dependents(cluster: Any,
             lambda: cluster.registry.try_get(REPLICATION_CONTROLLERS, "default",
                                              "kubia") is None, REPLICATION_CONTROLLERS)
     assert cluster.pods() == []
+
+
+async def test_custom_resources_defined_while_running_are_collected(cluster: Any,
+                                                                   run_actors: Any) -> None:
+    """A CRD created after the collector started: its objects are owners and
+    dependents like any other kind's."""
+    from miniorch.api.kinds import CONFIGMAPS, CUSTOM_RESOURCE_DEFINITIONS
+    from tests.api.test_crds import CRONTABS, crontab, crontab_crd
+
+    registry = cluster.registry
+    async with run_actors(garbage_collector(registry).run):
+        registry.create(CUSTOM_RESOURCE_DEFINITIONS, crontab_crd())
+        owner = registry.create(CRONTABS, crontab("owner"))
+        ref = {"apiVersion": "stable.example.com/v1", "kind": "CronTab", "name": "owner",
+               "uid": owner["metadata"]["uid"], "controller": True,
+               "blockOwnerDeletion": True}
+        registry.create(CONFIGMAPS, {"metadata": {"name": "of-owner", "namespace": "default",
+                                                  "ownerReferences": [ref]}})
+        registry.create(CRONTABS, {**crontab("child"), "metadata": {
+            "name": "child", "namespace": "default", "ownerReferences": [ref]}})
+        registry.delete(CRONTABS, "default", "owner")
+        await cluster.wait_until(
+            lambda: registry.try_get(CONFIGMAPS, "default", "of-owner") is None
+            and registry.try_get(CRONTABS, "default", "child") is None,
+            CONFIGMAPS, CRONTABS)
