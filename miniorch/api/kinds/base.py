@@ -13,6 +13,12 @@ This is kube-apiserver's strategy + storage wiring (`pkg/registry/<group>/<kind>
 as data: a kind module builds one frozen `Kind`, and the generic machinery reads it.
 Adding a kind is one module here (plus its controller, if it has one).
 
+Three kinds of kinds use the optional hooks: virtual ones (`answer`: the access
+reviews, computed and never stored), custom resources (`type_check`,
+`unknown_fields`, `openapi_schema`, `strategic_merge=False`: their schema is a CRD's
+OpenAPI v3 schema, not the built-in table) and the CRD itself (`after_write`: a
+write changes which kinds the registry's catalog serves).
+
 Invariants:
 - Hooks are pure functions of their arguments (and, for `prepare`, of what the
   `WriteContext` lets them read): no module state, no I/O besides the store reads.
