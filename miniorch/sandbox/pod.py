@@ -644,6 +644,18 @@ def _cgroup_procs_of(pid: int) -> list[str]:
     return out
 
 
+async def _settled_environ_of(pid: int) -> dict[str, str]:
+    """The container's environment, also while it is in the middle of an `exec` (a
+    shell's `exec sleep`): /proc/PID/environ reads as empty while the kernel swaps the
+    process image, so an empty read is retried for a moment before it is believed."""
+    for _ in range(50):
+        env = _environ_of(pid)
+        if env:
+            return env
+        await anyio.sleep(0.01)
+    return {}
+
+
 def _environ_of(pid: int) -> dict[str, str]:
     env: dict[str, str] = {}
     with contextlib.suppress(OSError):
@@ -731,7 +743,7 @@ async def exec_in_sandbox(init_pid: int, argv: Sequence[str], *, tty: bool,
     if rootless:
         cgroup_procs = []  # rootless pods have no cgroups (sandbox/rootless.py)
     if env is None:
-        env = _environ_of(container_pid) if container_pid else {}
+        env = await _settled_environ_of(container_pid) if container_pid else {}
     full_env = dict(env)
     full_env.setdefault("PATH", DEFAULT_PATH)
     if tty:

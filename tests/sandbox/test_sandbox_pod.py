@@ -345,3 +345,26 @@ async def test_shim_killed_takes_the_pod_down(make_sandbox: MakeSandbox) -> None
     assert status.signal == signal.SIGKILL
     with pytest.raises(SandboxError, match="gone"):
         await sandbox.start_container(ContainerSpec(name="other", argv=["true"]))
+
+
+async def test_exec_environment_survives_a_container_mid_exec() -> None:
+    """/proc/PID/environ reads empty while the kernel swaps a process image (a shell's
+    `exec sleep`): exec must not then run with no environment at all."""
+    import time
+
+    from miniorch.sandbox.pod import _settled_environ_of
+
+    # A shell that re-execs itself as fast as it can, its environment always GREETING=hi.
+    storm = 'n=$1; [ "$n" -lt 200000 ] && exec sh -c "$0" "$0" $((n + 1)); exec sleep 5'
+    proc = await anyio.open_process(["sh", "-c", storm, storm, "0"],
+                                    env={"GREETING": "hi", "PATH": "/usr/bin:/bin"})
+    try:
+        deadline = time.monotonic() + 0.5
+        reads = 0
+        while time.monotonic() < deadline:
+            assert (await _settled_environ_of(proc.pid)).get("GREETING") == "hi"
+            reads += 1
+        assert reads > 200  # enough to meet the kernel mid-exec many times over
+    finally:
+        proc.kill()
+        await proc.wait()
