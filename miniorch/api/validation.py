@@ -33,6 +33,7 @@ from typing import Any
 from miniorch.api import schema
 from miniorch.api.errors import Cause, Invalid
 from miniorch.api.resource import Resource
+from miniorch.api.selectors import LabelSelector
 from miniorch.core.objects import Obj, as_dict, as_list
 from miniorch.core.quantity import QuantityError, parse_quantity
 
@@ -534,6 +535,35 @@ def validate_pod_spec(spec: Obj, path: str) -> list[Cause]:
                       for m in is_dns1123_label(hostname))
     for i, toleration in enumerate(as_list(spec.get("tolerations"))):
         causes.extend(_validate_toleration(as_dict(toleration), f"{path}.tolerations[{i}]"))
+    return causes
+
+
+def validate_pod_template(spec: Obj, selector: LabelSelector | None, kind: str
+                          ) -> list[Cause]:
+    """ValidatePodTemplateSpecForReplicationController/ReplicaSet/DaemonSet/StatefulSet:
+    `spec.template` present, labelled to match `selector` (skipped when None or empty),
+    a valid pod spec that restarts `Always` and has no activeDeadlineSeconds."""
+    template = spec.get("template")
+    if not isinstance(template, dict):
+        return [required("spec.template")]
+    causes: list[Cause] = []
+    t_meta = as_dict(template.get("metadata"))
+    t_labels = as_dict(t_meta.get("labels"))
+    if selector is not None and not selector.empty and not selector.matches(t_labels):
+        causes.append(invalid("spec.template.metadata.labels", t_labels,
+                              "`selector` does not match template `labels`"))
+    # ValidatePodTemplateSpec names the template's labels `spec.template.labels`.
+    causes.extend(validate_labels(t_labels, "spec.template.labels"))
+    causes.extend(validate_annotations(t_meta.get("annotations"), "spec.template.annotations"))
+    t_spec = as_dict(template.get("spec"))
+    causes.extend(validate_pod_spec(t_spec, "spec.template.spec"))
+    restart = t_spec.get("restartPolicy")
+    if restart and restart != "Always":
+        causes.append(not_supported("spec.template.spec.restartPolicy", restart, ("Always",)))
+    if t_spec.get("activeDeadlineSeconds") is not None:
+        causes.append(invalid("spec.template.spec.activeDeadlineSeconds",
+                              t_spec["activeDeadlineSeconds"],
+                              f"activeDeadlineSeconds in {kind} is not Supported"))
     return causes
 
 

@@ -26,11 +26,9 @@ from miniorch.api.validation import (
     forbidden,
     invalid,
     is_qualified_name,
-    not_supported,
     required,
-    validate_annotations,
     validate_labels,
-    validate_pod_spec,
+    validate_pod_template,
 )
 from miniorch.core.objects import Obj, as_dict, as_list
 
@@ -80,30 +78,10 @@ def validate_selector(selector: Any, path: str, kind_word: str) -> list[Cause]:
 
 
 def validate_template(spec: Obj, selector: Any, kind: str) -> list[Cause]:
-    """ValidatePodTemplateSpecForX: present, labelled to match the selector, a valid pod
-    spec that restarts `Always` and has no activeDeadlineSeconds."""
-    template = spec.get("template")
-    if not isinstance(template, dict):
-        return [required("spec.template")]
-    causes: list[Cause] = []
-    t_meta = as_dict(template.get("metadata"))
-    t_labels = as_dict(t_meta.get("labels"))
-    sel = LabelSelector.from_label_selector(as_dict(selector))
-    if selector and not sel.empty and not sel.matches(t_labels):
-        causes.append(invalid("spec.template.metadata.labels", t_labels,
-                              "`selector` does not match template `labels`"))
-    causes.extend(validate_labels(t_labels, "spec.template.labels"))
-    causes.extend(validate_annotations(t_meta.get("annotations"), "spec.template.annotations"))
-    t_spec = as_dict(template.get("spec"))
-    causes.extend(validate_pod_spec(t_spec, "spec.template.spec"))
-    restart = t_spec.get("restartPolicy")
-    if restart and restart != "Always":
-        causes.append(not_supported("spec.template.spec.restartPolicy", restart, ("Always",)))
-    if t_spec.get("activeDeadlineSeconds") is not None:
-        causes.append(invalid("spec.template.spec.activeDeadlineSeconds",
-                              t_spec["activeDeadlineSeconds"],
-                              f"activeDeadlineSeconds in {kind} is not Supported"))
-    return causes
+    """ValidatePodTemplateSpecForX with an apps/v1 (meta/v1 LabelSelector) selector;
+    `selector` None (or invalid, by the caller's choice) skips the label match."""
+    parsed = LabelSelector.from_label_selector(as_dict(selector)) if selector else None
+    return validate_pod_template(spec, parsed, kind)
 
 
 def non_negative(spec: Obj, field: str) -> list[Cause]:

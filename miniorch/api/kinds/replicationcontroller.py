@@ -16,6 +16,7 @@ from miniorch.api.errors import Cause
 from miniorch.api.kinds.base import Kind, ScaleSubresource
 from miniorch.api.resource import Resource
 from miniorch.api.schema import CORE
+from miniorch.api.selectors import LabelSelector
 from miniorch.api.tables import (
     AGE_COLUMN,
     NAME_COLUMN,
@@ -27,11 +28,8 @@ from miniorch.api.tables import (
 )
 from miniorch.api.validation import (
     invalid,
-    not_supported,
     required,
-    validate_annotations,
-    validate_labels,
-    validate_pod_spec,
+    validate_pod_template,
 )
 from miniorch.core.objects import Obj, as_dict, ensure_dict
 
@@ -98,27 +96,8 @@ def _validate(obj: Obj, old: Obj | None) -> list[Cause]:
     replicas = spec.get("replicas")
     if isinstance(replicas, int) and replicas < 0:
         causes.append(invalid("spec.replicas", replicas, "must be greater than or equal to 0"))
-    template = spec.get("template")
-    if not isinstance(template, dict):
-        causes.append(required("spec.template"))
-        return causes
-    t_meta = as_dict(template.get("metadata"))
-    t_labels = as_dict(t_meta.get("labels"))
-    if selector and not all(t_labels.get(k) == v for k, v in selector.items()):
-        causes.append(invalid("spec.template.metadata.labels", t_labels,
-                              "`selector` does not match template `labels`"))
-    # ValidatePodTemplateSpec names the template's labels `spec.template.labels`.
-    causes.extend(validate_labels(t_labels, "spec.template.labels"))
-    causes.extend(validate_annotations(t_meta.get("annotations"), "spec.template.annotations"))
-    t_spec = as_dict(template.get("spec"))
-    causes.extend(validate_pod_spec(t_spec, "spec.template.spec"))
-    restart = t_spec.get("restartPolicy")
-    if restart and restart != "Always":
-        causes.append(not_supported("spec.template.spec.restartPolicy", restart, ("Always",)))
-    if t_spec.get("activeDeadlineSeconds") is not None:
-        causes.append(invalid("spec.template.spec.activeDeadlineSeconds",
-                              t_spec["activeDeadlineSeconds"],
-                              "activeDeadlineSeconds in ReplicationController is not Supported"))
+    matched = LabelSelector.from_label_selector({"matchLabels": selector}) if selector else None
+    causes.extend(validate_pod_template(spec, matched, "ReplicationController"))
     return causes
 
 
