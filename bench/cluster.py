@@ -34,6 +34,9 @@ def free_port() -> int:
 
 def _port_taken(host: str, port: int) -> bool:
     with socket.socket() as s:
+        # Connections of a cluster that just stopped linger in TIME_WAIT: they do not
+        # make the port taken (the proxy binds with SO_REUSEADDR too).
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
