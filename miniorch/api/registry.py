@@ -12,6 +12,9 @@ same whoever asks. The registry is generic: what differs per kind is read from i
 `Kind` record (api/kinds/). It is synchronous (the store is), so each method is
 atomic with respect to the event loop.
 
+Deleting a namespace marks it Terminating and deletes what it holds; it goes once
+nothing is left (the namespace controller finishes what had to wait).
+
 Deletion: an object with `metadata.finalizers` (or deleted with `Foreground`, which
 adds `foregroundDeletion`) is only marked (`deletionTimestamp`) and goes when its last
 finalizer is removed; no finalizer may be added meanwhile.
@@ -321,13 +324,19 @@ class Registry:
         return self.store.mutate(resource, meta.get("namespace", ""), meta["name"], mark)
 
     def _delete_with_contents(self, kind: Kind, scope: Obj) -> Obj:
-        """A namespace: Terminating, everything inside deleted (pods gracefully),
-        then the namespace itself."""
+        """A namespace: Terminating, everything inside deleted (pods gracefully, objects
+        with finalizers once those are removed), and the namespace itself once it is
+        empty: at once if nothing had to wait, else when the namespace controller,
+        which calls this again while it is Terminating, finds it empty."""
         name = scope["metadata"]["name"]
+        if scope.get("status", {}).get("phase") != "Terminating":
+            now = rfc3339(self.clock.now())
 
-        def terminating(obj: Obj) -> None:
-            obj.setdefault("status", {})["phase"] = "Terminating"
-        self.store.mutate(kind.resource, "", name, terminating)
+            def terminating(obj: Obj) -> None:
+                obj.setdefault("status", {})["phase"] = "Terminating"
+                obj["metadata"].setdefault("deletionTimestamp", now)
+            scope = self.store.mutate(kind.resource, "", name, terminating)
+        remaining = 0
         seen: set[str] = set()
         for inner in self.kinds:
             # A custom resource served in two versions is one set of stored objects.
@@ -336,8 +345,14 @@ class Registry:
             seen.add(inner.resource.key)
             items, _ = self.store.list(inner.resource, name)
             for item in items:
-                self.delete(inner.resource, name, item["metadata"]["name"],
-                            grace_period_seconds=None if inner.graceful_delete else 0)
+                item_name = item["metadata"]["name"]
+                with contextlib.suppress(NotFound):
+                    self.delete(inner.resource, name, item_name,
+                                grace_period_seconds=None if inner.graceful_delete else 0)
+                if self.store.try_get(inner.resource, name, item_name) is not None:
+                    remaining += 1
+        if remaining:
+            return scope
         return self.store.delete(kind.resource, "", name)
 
     def _orphan_dependents(self, owner: Obj) -> None:

@@ -11,6 +11,7 @@
                            ├─ endpoints-controller     (Endpoints per Service)
                            ├─ garbage-collector        (dependents of deleted owners)
                            ├─ serviceaccounts          (`default` in every namespace)
+                           ├─ namespace-controller     (Terminating namespaces, once empty)
                            └─ node-lifecycle           (dead nodes, eviction)
 
 The loops share one `SharedInformerFactory` (the cluster's, passed in, so the kubelets
@@ -36,6 +37,7 @@ from miniorch.controllers.deployment import deployment_controller
 from miniorch.controllers.endpoints import endpoints_controller
 from miniorch.controllers.garbage_collector import garbage_collector
 from miniorch.controllers.job import job_controller
+from miniorch.controllers.namespaces import namespace_controller
 from miniorch.controllers.node_lifecycle import NodeLifecycleController
 from miniorch.controllers.replicaset import replica_set_controller
 from miniorch.controllers.replication import replication_controller
@@ -71,6 +73,7 @@ class ControllerManager:
         self.endpoints = endpoints_controller(registry, informers=shared)
         self.garbage_collector = garbage_collector(registry, informers=shared)
         self.service_accounts = service_accounts_controller(registry, informers=shared)
+        self.namespaces = namespace_controller(registry, informers=shared)
         self.node_lifecycle = NodeLifecycleController(registry, settings, self.clock,
                                                       period=node_check_period)
 
@@ -91,6 +94,7 @@ class ControllerManager:
             await tg.start(self.endpoints.run)
             await tg.start(self.garbage_collector.run)
             await tg.start(self.service_accounts.run)
+            await tg.start(self.namespaces.run)
             await tg.start(self.node_lifecycle.run)
             log.info("controllers started")
             task_status.started()
