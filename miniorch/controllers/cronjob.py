@@ -49,6 +49,7 @@ from miniorch.api.kinds.cronjob import (
 )
 from miniorch.api.kinds.job import has_condition
 from miniorch.api.registry import Registry
+from miniorch.controllers.ownership import owner_reference
 from miniorch.core.clock import Clock, SystemClock, parse_rfc3339, rfc3339
 from miniorch.core.objects import Obj, controller_ref, is_terminating, uid_of
 from miniorch.machinery.controller import Controller, ObjectKey, Result, Source
@@ -60,10 +61,6 @@ COMPONENT = "cronjob-controller"
 MAX_MISSED = 100
 """More missed start times than this and the controller says so (TooManyMissedTimes)."""
 
-
-def owner_reference(cj: Obj) -> Obj:
-    return {"apiVersion": "batch/v1", "kind": "CronJob", "name": cj["metadata"]["name"],
-            "uid": cj["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
 
 
 def job_name(cronjob: str, scheduled: datetime) -> str:
@@ -257,7 +254,8 @@ class CronJobReconciler:
             "apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": name, "namespace": cj["metadata"]["namespace"],
                          "labels": dict(t_meta.get("labels") or {}),
-                         "annotations": annotations, "ownerReferences": [owner_reference(cj)]},
+                         "annotations": annotations,
+                         "ownerReferences": [owner_reference(cj, CRONJOBS)]},
             "spec": dict(template.get("spec") or {}),
         }
         if not body["metadata"]["labels"]:

@@ -37,7 +37,7 @@ from typing import Any
 
 import structlog
 
-from miniorch.api.errors import ApiError, NotFound
+from miniorch.api.errors import NotFound
 from miniorch.api.kinds import DAEMON_SETS, NODES, PODS
 from miniorch.api.registry import Registry
 from miniorch.api.selectors import LabelSelector
@@ -47,7 +47,7 @@ from miniorch.controllers.history import (
     revisions_of,
     truncate,
 )
-from miniorch.controllers.ownership import claim, owner_keys, owner_reference
+from miniorch.controllers.ownership import claim, create_pod_for, owner_keys, owner_reference
 from miniorch.controllers.pods import condition, is_ready, phase_of
 from miniorch.controllers.scheduler import matches_node_selection, tolerates
 from miniorch.core.clock import Clock, SystemClock, parse_rfc3339
@@ -308,17 +308,9 @@ class DaemonSetReconciler:
                          "labels": labels, "ownerReferences": [owner_reference(ds, DAEMON_SETS)]}
         if t_meta.get("annotations"):
             metadata["annotations"] = dict(t_meta["annotations"])
-        try:
-            created = self.registry.create(PODS, {"apiVersion": "v1", "kind": "Pod",
-                                                  "metadata": metadata, "spec": pod_spec})
-        except ApiError as exc:
-            self.registry.record_event(ds, type="Warning", reason="FailedCreate",
-                                       message=f"Error creating: {exc.message}",
-                                       component=COMPONENT)
-            raise
-        self.registry.record_event(ds, type="Normal", reason="SuccessfulCreate",
-                                   message=f"Created pod: {name_of(created)}",
-                                   component=COMPONENT)
+        create_pod_for(self.registry, ds, {"apiVersion": "v1", "kind": "Pod",
+                                           "metadata": metadata, "spec": pod_spec},
+                       component=COMPONENT)
 
     def _delete_pod(self, ds: Obj, pod: Obj) -> None:
         try:

@@ -43,11 +43,12 @@ from typing import Any
 
 import structlog
 
-from miniorch.api.errors import ApiError, NotFound
+from miniorch.api.errors import NotFound
 from miniorch.api.kinds import JOBS, PODS
 from miniorch.api.kinds.job import COMPLETION_INDEX_ANNOTATION, has_condition
 from miniorch.api.registry import Registry
 from miniorch.controllers.expectations import Expectations
+from miniorch.controllers.ownership import create_pod_for, owner_reference
 from miniorch.controllers.pods import is_active, is_ready, phase_of
 from miniorch.controllers.replication import pod_key, slow_start
 from miniorch.core.clock import Clock, SystemClock, parse_rfc3339, rfc3339
@@ -67,10 +68,6 @@ BACKOFF_MESSAGE = "Job has reached the specified backoff limit"
 DEADLINE_MESSAGE = "Job was active longer than specified deadline"
 COMPLETIONS_MESSAGE = "Reached expected number of succeeded pods"
 
-
-def owner_reference(job: Obj) -> Obj:
-    return {"apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"],
-            "uid": job["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
 
 
 def _condition(status: Obj, kind: str) -> Obj | None:
@@ -414,21 +411,12 @@ class JobReconciler:
                     env.append({"name": "JOB_COMPLETION_INDEX", "value": str(index)})
         metadata: Obj = {"generateName": generate,
                          "namespace": job["metadata"].get("namespace", "default"),
-                         "labels": labels, "ownerReferences": [owner_reference(job)]}
+                         "labels": labels, "ownerReferences": [owner_reference(job, JOBS)]}
         if annotations:
             metadata["annotations"] = annotations
-        try:
-            created = self.registry.create(PODS, {"apiVersion": "v1", "kind": "Pod",
-                                                  "metadata": metadata, "spec": pod_spec})
-        except ApiError as exc:
-            self.registry.record_event(job, type="Warning", reason="FailedCreate",
-                                       message=f"Error creating: {exc.message}",
-                                       component=COMPONENT)
-            raise
-        self.registry.record_event(job, type="Normal", reason="SuccessfulCreate",
-                                   message=f"Created pod: {created['metadata']['name']}",
-                                   component=COMPONENT)
-        return created
+        return create_pod_for(self.registry, job, {"apiVersion": "v1", "kind": "Pod",
+                                                  "metadata": metadata, "spec": pod_spec},
+                              component=COMPONENT)
 
     def _expire(self, job: Obj) -> Result:
         """ttlSecondsAfterFinished (the TTL-after-finished controller's work)."""

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import structlog
 
-from miniorch.api.errors import NotFound
+from miniorch.api.errors import ApiError, NotFound
+from miniorch.api.kinds import PODS
 from miniorch.api.registry import Registry
 from miniorch.api.resource import Resource
 from miniorch.api.selectors import LabelSelector
@@ -107,3 +108,19 @@ def owner_keys(registry: Registry, event: InformerEvent, kind: str,
         if not selector.empty and selector.matches_object(pod):
             keys.add(ObjectKey.of(workload))
     return keys
+
+
+def create_pod_for(registry: Registry, owner: Obj, pod: Obj, *, component: str) -> Obj:
+    """Create a pod for a workload, with kube-controller-manager's events on the owner
+    (`SuccessfulCreate: Created pod: x`, or `FailedCreate: Error creating: ...` and the
+    error raised again)."""
+    try:
+        created = registry.create(PODS, pod)
+    except ApiError as exc:
+        registry.record_event(owner, type="Warning", reason="FailedCreate",
+                              message=f"Error creating: {exc.message}", component=component)
+        raise
+    registry.record_event(owner, type="Normal", reason="SuccessfulCreate",
+                          message=f"Created pod: {created['metadata']['name']}",
+                          component=component)
+    return created

@@ -43,7 +43,7 @@ from miniorch.api.kinds import PODS, REPLICATION_CONTROLLERS, Resource
 from miniorch.api.registry import Registry
 from miniorch.api.selectors import LabelSelector
 from miniorch.controllers.expectations import Expectations
-from miniorch.controllers.ownership import claim, owner_reference
+from miniorch.controllers.ownership import claim, create_pod_for, owner_reference
 from miniorch.controllers.pods import (
     condition,
     is_active,
@@ -288,17 +288,7 @@ class ReplicaManager:
             metadata["annotations"] = dict(template_meta["annotations"])
         pod: Obj = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
                     "spec": copy.deepcopy(template.get("spec") or {})}
-        try:
-            created = self.registry.create(PODS, pod)
-        except ApiError as exc:
-            self.registry.record_event(rc, type="Warning", reason="FailedCreate",
-                                       message=f"Error creating: {exc.message}",
-                                       component=self.kind.component)
-            raise
-        self.registry.record_event(rc, type="Normal", reason="SuccessfulCreate",
-                                   message=f"Created pod: {created['metadata']['name']}",
-                                   component=self.kind.component)
-        return created
+        return create_pod_for(self.registry, rc, pod, component=self.kind.component)
 
     def _update_status(self, rc: Obj, active: list[Obj], error: Exception | None) -> float | None:
         """Write the counts if they changed; returns when to look again (a ready pod
