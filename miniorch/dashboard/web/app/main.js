@@ -1,0 +1,125 @@
+// Boot and routing. Paints the shell at once (header, sidebar, connection status),
+// starts discovery (cached in sessionStorage, refreshed in the background) and picks
+// the view from location.hash:
+//   #/                                        overview
+//   #/r/<group|core>/<version>/<resource>     list
+//   #/r/<group|core>/<version>/<resource>/<namespace|_>/<name>   detail
+//   #/edit/<group|core>/<version>/<resource>/<namespace|_>/<name> YAML editor (PUT)
+//   #/create                                  YAML editor (POST)
+//   #/logs/<ns>/<pod>, #/shell/<ns>/<pod>     the lead's LogsView / ShellView
+// The selected namespace ("" = all) lives here and in sessionStorage.
+
+import { html, render } from "htm/preact";
+import { useEffect, useState } from "preact/hooks";
+import { discover, onDiscovery, findResource } from "./api.js";
+import { Shell } from "./components/shell.js";
+import { Overview } from "./views/overview.js";
+import { ListView } from "./views/list.js";
+import { DetailView } from "./views/detail.js";
+import { EditorView } from "./views/editor.js";
+
+const NS_KEY = "miniorch.namespace";
+
+export function parseRoute(hash) {
+  const parts = hash.replace(/^#\/?/, "").split("/").filter((p) => p !== "").map(decodeURIComponent);
+  const gv = (g, v) => ({ group: g === "core" ? "" : g, version: v });
+  if (parts[0] === "r" && parts.length >= 4) {
+    const base = { ...gv(parts[1], parts[2]), resource: parts[3] };
+    if (parts.length >= 6) return { view: "detail", ...base, namespace: parts[4] === "_" ? "" : parts[4], name: parts[5] };
+    return { view: "list", ...base };
+  }
+  if (parts[0] === "edit" && parts.length >= 6) {
+    return { view: "edit", ...gv(parts[1], parts[2]), resource: parts[3], namespace: parts[4] === "_" ? "" : parts[4], name: parts[5] };
+  }
+  if (parts[0] === "create") return { view: "create" };
+  if ((parts[0] === "logs" || parts[0] === "shell") && parts.length >= 3) {
+    return { view: parts[0], namespace: parts[1], pod: parts[2] };
+  }
+  return { view: "overview" };
+}
+
+function useHash() {
+  const [hash, setHash] = useState(location.hash);
+  useEffect(() => {
+    const on = () => setHash(location.hash);
+    window.addEventListener("hashchange", on);
+    return () => window.removeEventListener("hashchange", on);
+  }, []);
+  return hash;
+}
+
+function App() {
+  const hash = useHash();
+  const route = parseRoute(hash);
+  const [resources, setResources] = useState(null);
+  const [discoveryError, setDiscoveryError] = useState(null);
+  const [namespace, setNs] = useState(() => sessionStorage.getItem(NS_KEY) ?? "default");
+  const setNamespace = (ns) => { sessionStorage.setItem(NS_KEY, ns); setNs(ns); };
+
+  useEffect(() => {
+    discover().then(setResources, setDiscoveryError);
+    const off = onDiscovery(setResources);
+    return off;
+  }, []);
+
+  // Move focus to the main region on navigation so keyboard/screen-reader users land there.
+  useEffect(() => {
+    const main = document.getElementById("main");
+    if (main && document.activeElement === document.body) main.focus({ preventScroll: true });
+  }, [hash]);
+
+  const ctx = { resources, namespace, setNamespace };
+  return html`<${Shell} ...${ctx} route=${route} discoveryError=${discoveryError}>
+    ${resources ? html`<${View} route=${route} ...${ctx} />` : html`<p class="muted">Discovering the API…</p>`}
+  </${Shell}>`;
+}
+
+function View({ route, resources, namespace, setNamespace }) {
+  const find = () => findResource(resources, route.group, route.version, route.resource);
+  switch (route.view) {
+    case "list": {
+      const res = find();
+      if (!res) return html`<${Unknown} route=${route} />`;
+      return html`<${ListView} key=${res.groupVersion + res.name} res=${res} resources=${resources} namespace=${namespace} />`;
+    }
+    case "detail": {
+      const res = find();
+      if (!res) return html`<${Unknown} route=${route} />`;
+      return html`<${DetailView} key=${hashKey(route)} res=${res} resources=${resources} namespace=${route.namespace} name=${route.name} />`;
+    }
+    case "edit": {
+      const res = find();
+      if (!res) return html`<${Unknown} route=${route} />`;
+      return html`<${EditorView} key=${"edit" + hashKey(route)} mode="edit" res=${res} resources=${resources} namespace=${route.namespace} name=${route.name} />`;
+    }
+    case "create":
+      return html`<${EditorView} key="create" mode="create" resources=${resources} namespace=${namespace} />`;
+    case "logs":
+      return html`<${Lazy} key=${hashKey(route)} load=${() => import("./logs.js")} name="LogsView" namespace=${route.namespace} pod=${route.pod} />`;
+    case "shell":
+      return html`<${Lazy} key=${hashKey(route)} load=${() => import("./shell.js")} name="ShellView" namespace=${route.namespace} pod=${route.pod} />`;
+    default:
+      return html`<${Overview} resources=${resources} namespace=${namespace} setNamespace=${setNamespace} />`;
+  }
+}
+
+/** A view from a module loaded on first use (logs.js and shell.js pull in xterm.js). */
+function Lazy({ load, name, ...props }) {
+  const [mod, setMod] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => { load().then(setMod, setError); }, []);
+  if (error) return html`<div role="alert" class="alert"><p>Could not load this view: ${error.message}</p></div>`;
+  if (!mod) return html`<p class="muted">Loading…</p>`;
+  const V = mod[name];
+  return html`<${V} ...${props} />`;
+}
+
+const hashKey = (route) => JSON.stringify(route);
+
+function Unknown({ route }) {
+  const what = `${route.group ? route.group + "/" : ""}${route.version}/${route.resource}`;
+  return html`<section><h1>Not found</h1><p>The API serves no resource ${what}.</p>
+    <p><a href="#/">Back to the overview</a></p></section>`;
+}
+
+render(html`<${App} />`, document.getElementById("app"));
