@@ -3,6 +3,11 @@
     GET …?watch=true ──► Registry.watch(since=resourceVersion) ──► chunked response
                           ADDED/MODIFIED/DELETED …  then ERROR (410) if it falls behind
 
+The same request as a WebSocket upgrade (as Kubernetes serves it, and as browser
+dashboards use it) gets one text message per event instead: a browser keeps at most
+six HTTP/1.1 connections per host, so a page with more live lists than that would
+starve on chunked watches, while WebSockets do not count against that pool.
+
 Invariants (kubectl-compat.md §4):
 - Every event is one line ending in `\\n`, written (and so flushed) as soon as the
   store offers it; plain events reuse the store's JSON text without re-encoding.
@@ -26,7 +31,7 @@ from miniorch.api.errors import BadRequest, Gone
 from miniorch.api.resource import Resource
 from miniorch.api.selectors import FieldSelector, LabelSelector
 from miniorch.api.server_common import ApiContext, dumps, partial_metadata
-from miniorch.api.store import WatchEvent
+from miniorch.api.store import Watch, WatchEvent
 from miniorch.api.tables import to_table
 
 log = structlog.get_logger(__name__)
@@ -70,6 +75,10 @@ async def serve_watch(request: web.Request, ctx: ApiContext, resource: Resource,
     else:
         gone = None
 
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return await _serve_websocket(request, ctx, resource, watch, gone, form=form,
+                                      include=include, timeout_seconds=timeout_seconds)
+
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
     await response.prepare(request)
@@ -97,6 +106,50 @@ async def serve_watch(request: web.Request, ctx: ApiContext, resource: Resource,
         log.debug("watch client went away", resource=resource.key)
         return response
     return response
+
+
+async def _serve_websocket(request: web.Request, ctx: ApiContext, resource: Resource,
+                           watch: Watch | None, gone: Gone | None, *, form: str, include: str,
+                           timeout_seconds: int | None) -> web.WebSocketResponse:
+    """One text message per event; ends when the client closes, on timeout or on 410."""
+    ws = web.WebSocketResponse(autoping=True, heartbeat=30)
+    await ws.prepare(request)
+    if watch is None:
+        assert gone is not None
+        await _send_error(ws, gone)
+        await ws.close()
+        return ws
+    deadline = math.inf if not timeout_seconds or timeout_seconds <= 0 else timeout_seconds
+    try:
+        with ctx.stream_scope(), anyio.move_on_after(deadline):
+            async with watch, anyio.create_task_group() as tg:
+                async def until_client_closes() -> None:
+                    async for _ in ws:  # clients send nothing we act on
+                        pass
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(until_client_closes)
+                try:
+                    while True:
+                        try:
+                            batch = await watch.next_batch()
+                        except StopAsyncIteration:
+                            break
+                        for event in batch:
+                            await ws.send_str(
+                                _encode(ctx, resource, event, form, include).decode().rstrip("\n"))
+                except Gone as exc:
+                    await _send_error(ws, exc)
+                tg.cancel_scope.cancel()
+    except (ConnectionResetError, ConnectionError):
+        log.debug("websocket watch client went away", resource=resource.key)
+    await ws.close()
+    return ws
+
+
+async def _send_error(ws: web.WebSocketResponse, error: Gone) -> None:
+    with contextlib.suppress(ConnectionError):
+        await ws.send_str(dumps({"type": "ERROR", "object": error.to_status()}).decode())
 
 
 async def _write_error(response: web.StreamResponse, error: Gone) -> None:

@@ -316,3 +316,32 @@ async def test_exec_client_leaving_kills_the_command(client: Client, tmp_path: P
     await ws.close()
     await anyio.sleep(2.5)
     assert not marker.exists()
+
+
+async def test_watch_over_websocket_one_message_per_event(client: Client,
+                                                          registry: Registry) -> None:
+    # Browsers hold six HTTP/1.1 connections per host; the dashboard watches over
+    # WebSockets, which Kubernetes serves on the same URL.
+    registry.create(PODS, pod("a"))
+    async with client.ws_connect(PODS_URL + "?watch=1", headers={"Accept": TABLE}) as ws:
+        with anyio.fail_after(5):
+            first = json.loads((await ws.receive()).data)
+            assert first["type"] == "ADDED" and first["object"]["kind"] == "Table"
+            assert first["object"]["rows"][0]["object"]["metadata"]["name"] == "a"
+            registry.delete(PODS, "default", "a")
+            gone = json.loads((await ws.receive()).data)
+            assert gone["type"] == "DELETED"
+
+
+async def test_watch_over_websocket_too_old_is_an_error_message(tmp_path: Path) -> None:
+    from miniorch.api.store import Store
+    registry = Registry(Store(None, history=2))
+    registry.ensure_system_objects()
+    for name in "abcde":
+        registry.create(PODS, pod(name))
+    async with (app_client(tmp_path, registry=registry) as client,
+                client.ws_connect(PODS_URL + "?watch=1&resourceVersion=1") as ws):
+        with anyio.fail_after(5):
+            event = json.loads((await ws.receive()).data)
+            assert (event["type"], event["object"]["code"]) == ("ERROR", 410)
+            assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE

@@ -198,6 +198,10 @@ async function readEvents(resp, onEvent) {
 }
 
 class Gone extends Error {}
+class NoSocket extends Error {}
+
+// null: not known yet; false: this server answers WebSocket watches with no upgrade.
+let socketWatch = null;
 
 /**
  * LIST then WATCH `path` (a collection URL) with `params` (labelSelector, fieldSelector).
@@ -260,11 +264,13 @@ export function liveList(path, { params = {}, table = false, onChange }) {
     changed();
   }
 
-  async function watchOnce() {
-    const url = path + query({ ...params, watch: "1", resourceVersion: state.resourceVersion, allowWatchBookmarks: "true" });
+  const watchUrl = () => path + query({ ...params, watch: "1", resourceVersion: state.resourceVersion, allowWatchBookmarks: "true" });
+
+  // Chunked watch over fetch: the only way to ask for Table rows (an Accept header).
+  async function watchFetch(onConnected) {
     let resp;
     try {
-      resp = await fetch(url, { headers: { Accept: accept }, signal: ctl.signal, credentials: "same-origin" });
+      resp = await fetch(watchUrl(), { headers: { Accept: accept }, signal: ctl.signal, credentials: "same-origin" });
     } catch (err) {
       if (err.name === "AbortError") throw err;
       throw new ApiError(0, null, `network error: ${err.message}`);
@@ -275,8 +281,51 @@ export function liveList(path, { params = {}, table = false, onChange }) {
       try { body = await resp.json(); } catch { body = null; }
       throw new ApiError(resp.status, body);
     }
-    setWatchState(id, "live");
+    connected();
+    if (onConnected) onConnected();
     await readEvents(resp, apply);
+  }
+
+  // Watch over a WebSocket (one message per event): does not hold one of the
+  // browser's six HTTP/1.1 connections per host, so a page can follow many lists.
+  function watchSocket() {
+    return new Promise((resolve, reject) => {
+      const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+      const ws = new WebSocket(`${scheme}//${location.host}${watchUrl()}`);
+      let opened = false;
+      let failure = null;
+      const abort = () => ws.close();
+      ctl.signal.addEventListener("abort", abort);
+      ws.onopen = () => { opened = true; connected(); };
+      ws.onmessage = (m) => {
+        if (failure) return;
+        try { apply(JSON.parse(m.data)); } catch (err) { failure = err; ws.close(); }
+      };
+      ws.onclose = () => {
+        ctl.signal.removeEventListener("abort", abort);
+        if (ctl.signal.aborted) reject(new DOMException("aborted", "AbortError"));
+        else if (failure) reject(failure);
+        else if (!opened) reject(new NoSocket());
+        else resolve();
+      };
+    });
+  }
+
+  async function watchOnce() {
+    if (table || socketWatch === false) return watchFetch();
+    try {
+      await watchSocket();
+    } catch (err) {
+      if (!(err instanceof NoSocket)) throw err;
+      // The server may not serve watches over WebSockets: try a chunked watch, and
+      // if that works, stop trying sockets for this page.
+      await watchFetch(() => { socketWatch = false; });
+    }
+  }
+
+  function connected() {
+    if (state.error) { state.error = null; changed(); }
+    setWatchState(id, "live");
   }
 
   async function run() {
