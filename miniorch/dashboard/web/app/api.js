@@ -75,39 +75,81 @@ function resourcesOf(group, version, list) {
   }));
 }
 
-async function fetchDiscovery() {
-  const [core, groups] = await Promise.all([request("/api/v1"), request("/apis")]);
-  const out = resourcesOf("", "v1", core);
-  const lists = await Promise.all((groups.groups || []).map(async (g) => {
+/**
+ * Discovery, calling onProgress(resourcesSoFar) as each group version arrives. The
+ * group version the page shows first (`first`) is asked for at once and the other
+ * groups a moment after it arrived, so the first list is not queued behind them
+ * (a browser sends at most six requests at a time to one host).
+ */
+async function fetchDiscovery(onProgress, first) {
+  const out = [];
+  const seen = new Set();
+  const add = (group, version, list) => {
+    const key = `${group}/${version}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    out.push(...resourcesOf(group, version, list));
+    onProgress([...out]);
+  };
+  const fetchGroup = (g, v) => request(`/apis/${g}/${v}`).then((l) => add(g, v, l))
+    .catch(() => {}); // one broken group must not hide the others
+  const core = request("/api/v1").then((l) => add("", "v1", l));
+  const firstGroup = first && first.group ? fetchGroup(first.group, first.version) : core;
+  const groups = request("/apis");
+  await Promise.all([firstGroup.catch(() => {}), groups.catch(() => {})]);
+  await new Promise((r) => setTimeout(r, 30)); // let the first page send its list
+  const list = await groups;
+  await Promise.all([core, ...(list.groups || []).map((g) => {
     const v = g.preferredVersion || g.versions[0];
-    try {
-      return resourcesOf(g.name, v.version, await request(`/apis/${g.name}/${v.version}`));
-    } catch { return []; } // one broken group must not hide the others
-  }));
-  for (const l of lists) out.push(...l);
+    return seen.has(`${g.name}/${v.version}`) ? null : fetchGroup(g.name, v.version);
+  })]);
   return out;
 }
 
-let discoveryState = null; // { resources, promise }
+let discovery = null; // { resources, complete, promise }
 const discoveryListeners = new Set();
 
-/** Resources from the cache at once (if any), refreshed in the background. */
-export function discover({ refresh = false } = {}) {
-  if (discoveryState && !refresh) return discoveryState.promise;
-  let cached = null;
-  try { cached = JSON.parse(sessionStorage.getItem(CACHE_KEY) || "null"); } catch { cached = null; }
-  const fresh = fetchDiscovery().then((resources) => {
-    sessionStorage.setItem(CACHE_KEY, JSON.stringify(resources));
-    discoveryState = { resources, promise: Promise.resolve(resources) };
-    for (const fn of discoveryListeners) fn(resources);
-    return resources;
-  });
-  discoveryState = { resources: cached, promise: cached && !refresh ? Promise.resolve(cached) : fresh };
-  fresh.catch(() => {});
-  return discoveryState.promise;
+function publish(resources, complete) {
+  discovery.resources = resources;
+  discovery.complete = complete;
+  for (const fn of discoveryListeners) fn(resources, complete);
 }
 
-/** Called with the new resource list whenever discovery is refreshed. */
+function refreshDiscovery(first) {
+  return fetchDiscovery((partial) => { if (!discovery.complete) publish(partial, false); }, first)
+    .then((resources) => {
+      sessionStorage.setItem(CACHE_KEY, JSON.stringify(resources));
+      publish(resources, true);
+      return resources;
+    });
+}
+
+/**
+ * Start discovery once: from the sessionStorage cache at once when there is one
+ * (refreshed in the background a little later, so it never competes with the first
+ * list), else from the server, group by group, `first` ({group, version}: what
+ * the page shows) first. Resolves with the complete list.
+ */
+export function discover(first) {
+  if (discovery) return discovery.promise;
+  let cached = null;
+  try { cached = JSON.parse(sessionStorage.getItem(CACHE_KEY) || "null"); } catch { cached = null; }
+  discovery = { resources: cached, complete: !!cached, promise: null };
+  if (cached) {
+    discovery.promise = Promise.resolve(cached);
+    setTimeout(() => refreshDiscovery().catch(() => {}), 1500);
+  } else {
+    discovery.promise = refreshDiscovery(first);
+  }
+  return discovery.promise;
+}
+
+/** Current discovery: { resources (null before any), complete }. */
+export function discoveryNow() {
+  return discovery ? { resources: discovery.resources, complete: discovery.complete } : { resources: null, complete: false };
+}
+
+/** Called with (resources, complete) whenever discovery progresses or is refreshed. */
 export function onDiscovery(fn) {
   discoveryListeners.add(fn);
   return () => discoveryListeners.delete(fn);
@@ -261,7 +303,10 @@ export function liveList(path, { params = {}, table = false, onChange }) {
     state.listed = true;
     state.error = null;
     state.membership++;
-    changed();
+    state.version++;
+    // The first paint of a list is not worth waiting a frame for: render now.
+    if (frame) { cancelAnimationFrame(frame); clearTimeout(frame); }
+    flush();
   }
 
   const watchUrl = () => path + query({ ...params, watch: "1", resourceVersion: state.resourceVersion, allowWatchBookmarks: "true" });

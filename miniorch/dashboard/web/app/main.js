@@ -11,12 +11,20 @@
 
 import { html, render } from "htm/preact";
 import { useEffect, useState } from "preact/hooks";
-import { discover, onDiscovery, findResource } from "./api.js";
+import { discover, discoveryNow, onDiscovery, findResource } from "./api.js";
 import { Shell } from "./components/shell.js";
 import { Overview } from "./views/overview.js";
 import { ListView } from "./views/list.js";
-import { DetailView } from "./views/detail.js";
-import { EditorView } from "./views/editor.js";
+// Imported here too (they are deduplicated) so the browser fetches the whole first
+// page's module graph in one wave instead of one level at a time.
+import "./util.js";
+import "./components/common.js";
+import "./components/table.js";
+import "./components/events.js";
+
+// Pages that need js-yaml or xterm.js load on first use (and are prefetched once idle).
+const loadDetail = () => import("./views/detail.js");
+const loadEditor = () => import("./views/editor.js");
 
 const NS_KEY = "miniorch.namespace";
 
@@ -51,16 +59,18 @@ function useHash() {
 function App() {
   const hash = useHash();
   const route = parseRoute(hash);
-  const [resources, setResources] = useState(null);
+  const [disc, setDisc] = useState(discoveryNow);
   const [discoveryError, setDiscoveryError] = useState(null);
   const [namespace, setNs] = useState(() => sessionStorage.getItem(NS_KEY) ?? "default");
   const setNamespace = (ns) => { sessionStorage.setItem(NS_KEY, ns); setNs(ns); };
 
   useEffect(() => {
-    discover().then(setResources, setDiscoveryError);
-    const off = onDiscovery(setResources);
-    return off;
+    const off = onDiscovery((resources, complete) => setDisc({ resources, complete }));
+    discover(parseRoute(location.hash)).then(() => setDisc(discoveryNow()), setDiscoveryError);
+    const idle = setTimeout(() => { loadDetail(); loadEditor(); }, 1000);
+    return () => { off(); clearTimeout(idle); };
   }, []);
+  const { resources, complete } = disc;
 
   // Move focus to the main region on navigation so keyboard/screen-reader users land there.
   useEffect(() => {
@@ -68,14 +78,15 @@ function App() {
     if (main && document.activeElement === document.body) main.focus({ preventScroll: true });
   }, [hash]);
 
-  const ctx = { resources, namespace, setNamespace };
+  const ctx = { resources, complete, namespace, setNamespace };
   return html`<${Shell} ...${ctx} route=${route} discoveryError=${discoveryError}>
     ${resources ? html`<${View} route=${route} ...${ctx} />` : html`<p class="muted">Discovering the API…</p>`}
   </${Shell}>`;
 }
 
-function View({ route, resources, namespace, setNamespace }) {
+function View({ route, resources, complete, namespace, setNamespace }) {
   const find = () => findResource(resources, route.group, route.version, route.resource);
+  const Unknown = complete ? NotFound : Discovering;
   switch (route.view) {
     case "list": {
       const res = find();
@@ -85,41 +96,45 @@ function View({ route, resources, namespace, setNamespace }) {
     case "detail": {
       const res = find();
       if (!res) return html`<${Unknown} route=${route} />`;
-      return html`<${DetailView} key=${hashKey(route)} res=${res} resources=${resources} namespace=${route.namespace} name=${route.name} />`;
+      return html`<${Lazy} key=${hashKey(route)} load=${loadDetail} exportName="DetailView" res=${res} resources=${resources} namespace=${route.namespace} name=${route.name} />`;
     }
     case "edit": {
       const res = find();
       if (!res) return html`<${Unknown} route=${route} />`;
-      return html`<${EditorView} key=${"edit" + hashKey(route)} mode="edit" res=${res} resources=${resources} namespace=${route.namespace} name=${route.name} />`;
+      return html`<${Lazy} key=${"edit" + hashKey(route)} load=${loadEditor} exportName="EditorView" mode="edit" res=${res} resources=${resources} namespace=${route.namespace} name=${route.name} />`;
     }
     case "create":
-      return html`<${EditorView} key="create" mode="create" resources=${resources} namespace=${namespace} />`;
+      return html`<${Lazy} key="create" load=${loadEditor} exportName="EditorView" mode="create" resources=${resources} namespace=${namespace} />`;
     case "logs":
-      return html`<${Lazy} key=${hashKey(route)} load=${() => import("./logs.js")} name="LogsView" namespace=${route.namespace} pod=${route.pod} />`;
+      return html`<${Lazy} key=${hashKey(route)} load=${() => import("./logs.js")} exportName="LogsView" namespace=${route.namespace} pod=${route.pod} />`;
     case "shell":
-      return html`<${Lazy} key=${hashKey(route)} load=${() => import("./shell.js")} name="ShellView" namespace=${route.namespace} pod=${route.pod} />`;
+      return html`<${Lazy} key=${hashKey(route)} load=${() => import("./shell.js")} exportName="ShellView" namespace=${route.namespace} pod=${route.pod} />`;
     default:
       return html`<${Overview} resources=${resources} namespace=${namespace} setNamespace=${setNamespace} />`;
   }
 }
 
 /** A view from a module loaded on first use (logs.js and shell.js pull in xterm.js). */
-function Lazy({ load, name, ...props }) {
+function Lazy({ load, exportName, ...props }) {
   const [mod, setMod] = useState(null);
   const [error, setError] = useState(null);
   useEffect(() => { load().then(setMod, setError); }, []);
   if (error) return html`<div role="alert" class="alert"><p>Could not load this view: ${error.message}</p></div>`;
   if (!mod) return html`<p class="muted">Loading…</p>`;
-  const V = mod[name];
+  const V = mod[exportName];
   return html`<${V} ...${props} />`;
 }
 
 const hashKey = (route) => JSON.stringify(route);
 
-function Unknown({ route }) {
+const Discovering = () => html`<p class="muted">Discovering the API…</p>`;
+
+function NotFound({ route }) {
   const what = `${route.group ? route.group + "/" : ""}${route.version}/${route.resource}`;
   return html`<section><h1>Not found</h1><p>The API serves no resource ${what}.</p>
     <p><a href="#/">Back to the overview</a></p></section>`;
 }
 
-render(html`<${App} />`, document.getElementById("app"));
+const root = document.getElementById("app");
+root.textContent = ""; // the static "Loading miniorch…" placeholder
+render(html`<${App} />`, root);

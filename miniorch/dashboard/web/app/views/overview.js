@@ -8,7 +8,7 @@ import { html } from "htm/preact";
 import { useMemo } from "preact/hooks";
 import { pathFor } from "../api.js";
 import { Age, ErrorAlert, useLiveList } from "../components/common.js";
-import { EventsTable, sortEvents } from "./detail.js";
+import { EventsTable, sortEvents } from "../components/events.js";
 import { formatBytes, formatCpu, parseQuantity, routes } from "../util.js";
 
 const WORKLOADS = [
@@ -108,6 +108,8 @@ function Warnings({ resources, namespace }) {
 }
 
 export function Overview({ resources, namespace }) {
+  // Discovery may still be arriving group by group: wait for the core group.
+  if (!find(resources, "", "nodes") || !find(resources, "", "events")) return html`<p class="muted">Discovering the API…</p>`;
   return html`<section class="overview">
     <div class="page-head"><h1>Overview</h1></div>
     <${Nodes} resources=${resources} />
