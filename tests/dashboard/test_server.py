@@ -28,6 +28,7 @@ from miniorch.core.settings import Settings
 from miniorch.dashboard.login import COOKIE_NAME, mint_login_token
 from miniorch.dashboard.server import Dashboard
 from tests.api.server_support import local_spawner, make_registry, pod
+from tests.cli.conftest import run_cli
 
 
 @dataclass
@@ -267,3 +268,27 @@ async def test_the_dashboard_address_file_lives_as_long_as_the_site(tmp_path: Pa
     async with dashboard_site(tmp_path) as site:
         assert site.settings.dashboard_file.read_text().strip() == site.url
     assert not site.settings.dashboard_file.exists()
+
+
+async def test_the_cli_prints_a_link_that_logs_in_once(tmp_path: Path) -> None:
+    async with dashboard_site(tmp_path) as site:
+        # The CLI finds the dashboard through the state dir and mints from the kubeconfig.
+        run = run_cli("--state-dir", str(tmp_path), "dashboard", "--no-browser")
+        assert run.code == 0, run.err
+        link = re.search(r"(http://127\.0\.0\.1:\d+/\?token=\S+)", run.out)
+        assert link is not None and link.group(1).startswith(site.url)
+        async with aiohttp.ClientSession() as browser:
+            async with browser.get(link.group(1), allow_redirects=False) as response:
+                assert response.status == 303
+            async with browser.get(link.group(1), allow_redirects=False) as response:
+                assert response.status == 401
+
+
+def test_the_cli_says_when_no_dashboard_runs(tmp_path: Path) -> None:
+    run = run_cli("--state-dir", str(tmp_path), "dashboard", "--no-browser")
+    assert run.code != 0
+    assert "no dashboard is running" in run.err and "miniorch up" in run.err
+    # A dead cluster's leftover address file is not taken for a running dashboard.
+    (tmp_path / "dashboard.url").write_text("http://127.0.0.1:9/\n")
+    run = run_cli("--state-dir", str(tmp_path), "dashboard", "--no-browser")
+    assert run.code != 0 and "no dashboard is running" in run.err
