@@ -6,12 +6,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEB_PACKAGES := busybox-static iproute2 util-linux procps curl docker-registry skopeo apache2-utils wrk
+# the dashboard's browser tests drive Debian's Chromium
+DEB_PACKAGES += chromium
+WEB    := miniorch/dashboard/web
 
 .PHONY: install up down test test-fast bench lint clean-state
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(WEB)/package-lock.json
 	@bash scripts/install-system-deps.sh $(DEB_PACKAGES)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
 	  echo "python venv unavailable; installing python3-venv"; \
@@ -20,6 +23,10 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install -q -e '.[dev]'
 	@# kopf's examples and e2e suite (run unchanged by ours) are only in its source archive.
 	@bash scripts/install-kopf-suite.sh $(PY) $(VENV)
+	@# The dashboard's JavaScript, exactly as the lockfile pins it (served from node_modules).
+	@# npm usually comes with Node.js (often not from Debian): Debian's only if it is missing.
+	@command -v npm >/dev/null || bash scripts/install-system-deps.sh nodejs npm
+	@cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error >/dev/null
 	@touch $(STAMP)
 
 up: install

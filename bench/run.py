@@ -19,12 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import burst, memory, network, report, startup
+from bench import burst, dashboard, memory, network, report, startup
 from bench.api import Api
 from bench.cluster import ROOT, BenchCluster, running
 from bench.stats import median_max
 
-SECTIONS = ("startup", "memory", "cli", "proxy", "endpoints", "burst")
+SECTIONS = ("startup", "memory", "cli", "proxy", "endpoints", "burst", "dashboard")
 
 
 def cli_get_pods(cluster: BenchCluster, *, times: int = 10) -> dict[str, Any]:
@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                      lambda: network.endpoint_propagation(api, repeat=args.repeat)),
                     ("burst", f"burst: {args.pods} pods at once",
                      lambda: burst.measure(api, pods=args.pods, repeat=args.repeat)),
+                    ("dashboard", "dashboard: first paint, 1,000 pods live (Chromium)",
+                     lambda: dashboard.measure(cluster, api)),
                 ]
                 for name, what, step in steps:
                     if name in sections:

@@ -16,11 +16,15 @@ from miniorch.core.settings import NetworkSettings, Settings
 def settings_from(ctx: Context, args: argparse.Namespace) -> Settings:
     nodes = int(getattr(args, "nodes", 3))
     port = int(getattr(args, "api_port", 6443))
+    dashboard_port = int(getattr(args, "dashboard_port", 6444))
     if nodes < 1:
         raise CliError(f"--nodes must be at least 1, got {nodes}")
     if not 0 < port < 65536:
         raise CliError(f"--api-port must be a TCP port, got {port}")
-    return Settings(home=ctx.home, nodes=nodes, api_port=port,
+    if not 0 <= dashboard_port < 65536 or dashboard_port == port:
+        raise CliError(f"--dashboard-port must be a TCP port other than the API's, "
+                       f"got {dashboard_port}")
+    return Settings(home=ctx.home, nodes=nodes, api_port=port, dashboard_port=dashboard_port,
                     demo=not getattr(args, "no_demo", False),
                     sandbox_mode=str(getattr(args, "sandbox_mode", None) or "auto"),
                     network=_network_from(args))
@@ -62,13 +66,51 @@ def cmd_down(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(ctx: Context, args: argparse.Namespace) -> int:
-    """The dashboard is served by the API server at /dashboard/: print (and open) it."""
-    url = f"{ctx.config.server}/dashboard/"
-    ctx.out(f"Dashboard: {url}\n")
-    if not args.url:
+    """Print (and open) a one-time login link to the running cluster's dashboard.
+
+    The link's token is minted here from the kubeconfig's bearer token (login.py), so
+    only someone who may use the API can log in; it works once, for two minutes.
+    """
+    from miniorch.dashboard import read_dashboard_url
+    from miniorch.dashboard.login import LOGIN_TTL_SECONDS, mint_login_token
+
+    url = read_dashboard_url(Settings(home=ctx.home).dashboard_file)
+    if url is None or not _answers(url):
+        raise CliError(f"no dashboard is running from {ctx.home}: start a cluster with "
+                       "`miniorch up`")
+    token = ctx.config.token
+    if not token:
+        raise CliError("the kubeconfig has no bearer token to log in to the dashboard with")
+    link = f"{url}?token={mint_login_token(token)}"
+    ctx.out(f"Dashboard: {url}\nLog in (once, within {LOGIN_TTL_SECONDS:.0f}s): {link}\n")
+    if not args.no_browser and _has_display():
         import contextlib
         import webbrowser
 
         with contextlib.suppress(webbrowser.Error):
-            webbrowser.open(url)
+            webbrowser.open(link)
     return 0
+
+
+def _has_display() -> bool:
+    """A graphical browser can open: without one, `webbrowser` would start a text browser
+    in this very terminal."""
+    import os
+    import sys
+
+    return sys.platform == "darwin" or bool(os.environ.get("DISPLAY")
+                                            or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _answers(url: str) -> bool:
+    """Whether something listens at the dashboard's address (a dead cluster leaves the file)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80),
+                                      timeout=1):
+            return True
+    except OSError:
+        return False

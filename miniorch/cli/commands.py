@@ -837,6 +837,11 @@ def cmd_cluster_info(ctx: Context, a: argparse.Namespace) -> int:
 
     server = ctx.config.server
     text = line("Kubernetes control plane", server)
+    from miniorch.core.settings import Settings
+    from miniorch.dashboard import read_dashboard_url
+    dashboard = read_dashboard_url(Settings(home=ctx.home).dashboard_file)
+    if dashboard:
+        text += line("Dashboard", f"{dashboard} (log in with `miniorch dashboard`)")
     services = ctx.client.get("/api/v1/namespaces/kube-system/services",
                               labelSelector="kubernetes.io/cluster-service=true")
     for svc in services.get("items") or []:

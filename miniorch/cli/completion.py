@@ -20,7 +20,9 @@ COMMANDS = ("up", "down", "dashboard", "cluster-info", "get", "describe", "run",
 
 FLAGS: dict[str, str] = {
     "": "--state-dir --kubeconfig -n --namespace -h --help",
-    "up": "--nodes --no-demo --detach --api-port",
+    "up": "--nodes --no-demo --detach --api-port --dashboard-port --sandbox-mode --lb-cidr "
+          "--service-cidr --node-port-range",
+    "dashboard": "--no-browser",
     "get": "-o --output -w --watch --watch-only -l --selector --field-selector --show-labels "
            "--no-headers --ignore-not-found -A --all-namespaces",
     "describe": "-l --selector -A --all-namespaces",
@@ -80,7 +82,7 @@ _miniorch() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
         case "$w" in
-            -n|--namespace|--state-dir|--kubeconfig|-o|--output|-l|--selector|-c|--container|--image|--port|--replicas|--type|--name|-f|--filename|--tail|--field-selector|--nodes|--api-port|--target-port|--protocol|--grace-period|--cascade|--since|-t|--tag|--env|--labels|--timeout)
+            -n|--namespace|--state-dir|--kubeconfig|-o|--output|-l|--selector|-c|--container|--image|--port|--replicas|--type|--name|-f|--filename|--tail|--field-selector|--nodes|--api-port|--dashboard-port|--target-port|--protocol|--grace-period|--cascade|--since|-t|--tag|--env|--labels|--timeout)
                 case "$w" in -t|--tag) [[ "$verb" == image ]] && ((i++)) ;; *) ((i++)) ;; esac ;;
             -*) ;;
             *)

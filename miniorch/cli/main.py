@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true",
                    help="run in the background; return once the cluster is Ready")
     p.add_argument("--api-port", type=int, default=6443, help="API server port (default 6443)")
+    p.add_argument("--dashboard-port", type=int, default=6444,
+                   help="the dashboard's loopback HTTP port (default 6444; 0: any free port)")
     p.add_argument("--sandbox-mode", choices=("auto", "userns", "plain"), default="auto",
                    help="auto (default): root sandboxes as root, else user namespaces, "
                         "else plain processes; or force userns / plain")
@@ -95,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add(sub, "down", _lazy("miniorch.cli.cluster_cmds", "cmd_down"),
          "stop a detached cluster", parent)
     p = _add(sub, "dashboard", _lazy("miniorch.cli.cluster_cmds", "cmd_dashboard"),
-             "print (and open) the dashboard URL", parent)
-    p.add_argument("--url", action="store_true", help="only print the URL")
+             "print (and open) a one-time login link to the dashboard", parent)
+    p.add_argument("--no-browser", "--url", dest="no_browser", action="store_true",
+                   help="only print the link, do not open a browser")
 
     p = _add(sub, "cluster-info", c.cmd_cluster_info, "show the control plane's address",
              parent)

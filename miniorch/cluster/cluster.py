@@ -5,6 +5,7 @@ begins only when the previous is really ready (port bound, node registered):
 
     store + registry (objects restored from SQLite)
       → host network (bridge)      → ApiServer (HTTPS bound, kubeconfig written)
+      → Dashboard                  (loopback HTTP, a client of the API)
       → SharedInformerFactory      (one list + watch per resource, for every actor below)
       → ControllerManager          → Kubelet node-1..N (each Node Ready)
       → ServiceProxy               → demo: kubia image, RC and LoadBalancer Service
@@ -36,6 +37,7 @@ from miniorch.core.clock import Clock, SystemClock
 from miniorch.core.dialer import Dialer
 from miniorch.core.objects import NodeName, Obj
 from miniorch.core.settings import Settings
+from miniorch.dashboard.server import Dashboard
 from miniorch.images import ImageStore, build
 from miniorch.images.regconfig import open_store
 from miniorch.machinery.informer import SharedInformerFactory
@@ -140,9 +142,16 @@ class Cluster:
         settings = self.settings
         # The API server makes (or reuses) the CA, certificate and token, and writes
         # the kubeconfig once its port is bound.
-        await tg.start(ApiServer(settings=settings, registry=registry, clock=self.clock).run)
+        api = ApiServer(settings=settings, registry=registry, clock=self.clock)
+        await tg.start(api.run)
         self.report(f"API server listening at {settings.api_url} "
                     f"({self.times.mark('api'):.2f}s)")
+        # The dashboard is a client of the API with the cluster's own credentials.
+        assert api.material is not None
+        dashboard_url = await tg.start(Dashboard(
+            settings=settings, api_url=api.url, api_ssl=api.material.client_ssl_context(),
+            api_token=api.material.token).run)
+        self.report(f"dashboard at {dashboard_url} (`miniorch dashboard` logs you in)")
 
         # Built-in base images, then the registries of $MINIORCH_HOME/registries.json
         # (or $MINIORCH_REGISTRY), so pods and FROM can pull.

@@ -72,7 +72,8 @@ def up(settings: Settings, *, detach: bool = False) -> int:
 def _up_detached(settings: Settings) -> int:
     read_end, write_end = os.pipe()
     args = [sys.executable, "-m", "miniorch", "--state-dir", str(settings.home), "up",
-            "--nodes", str(settings.nodes), "--api-port", str(settings.api_port)]
+            "--nodes", str(settings.nodes), "--api-port", str(settings.api_port),
+            "--dashboard-port", str(settings.dashboard_port)]
     if not settings.demo:
         args.append("--no-demo")
     network = settings.network
@@ -186,6 +187,7 @@ async def _serve(settings: Settings, report: Callable[[str, str], None]) -> int:
             report("progress", f"\nTry it:\n  curl {url}\n")
         report("progress", f"Use kubectl:\n  export KUBECONFIG={kubeconfig}\n"
                            "  kubectl get pods -o wide")
+        report("progress", "Open the dashboard:\n  python -m miniorch dashboard")
         report("ready", "cluster ready; stop it with `python -m miniorch down`")
     return 0
 

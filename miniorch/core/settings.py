@@ -40,6 +40,8 @@ class Settings:
     """`$MINIORCH_HOME`: store, TLS material, kubeconfig, images, pod logs, pid file."""
     api_host: str = "127.0.0.1"
     api_port: int = 6443
+    dashboard_port: int = 6444
+    """The dashboard's plain-HTTP port, on loopback only (0: any free port)."""
     nodes: int = 3
     demo: bool = True
     """Deploy the seed's kubia RC + LoadBalancer Service at `up`."""
@@ -87,6 +89,11 @@ class Settings:
     @property
     def log_file(self) -> Path:
         return self.home / "cluster.log"
+
+    @property
+    def dashboard_file(self) -> Path:
+        """The running dashboard's address, written once its port is bound."""
+        return self.home / "dashboard.url"
 
     @property
     def api_url(self) -> str:

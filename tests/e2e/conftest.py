@@ -39,6 +39,7 @@ def free_port() -> int:
 class RunningCluster:
     home: Path
     api_port: int
+    dashboard_port: int
 
     @property
     def kubeconfig(self) -> Path:
@@ -116,11 +117,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster
     before = _cluster_leftovers()
     assert not before, f"a miniorch cluster is already running on this machine: {before}"
     home = tmp_path_factory.mktemp("miniorch-home")
-    running = RunningCluster(home=home, api_port=free_port())
+    running = RunningCluster(home=home, api_port=free_port(), dashboard_port=free_port())
     checker = LeakChecker(mount_roots=[home])
     checker.start()
-    up = running.cli("up", "--detach", "--api-port", str(running.api_port), timeout=180,
-                     check=False)
+    up = running.cli("up", "--detach", "--api-port", str(running.api_port),
+                     "--dashboard-port", str(running.dashboard_port), timeout=180, check=False)
     try:
         assert up.returncode == 0, f"up --detach failed:\n{up.stdout}\n{up.stderr}"
         yield running

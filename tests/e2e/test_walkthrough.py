@@ -41,6 +41,7 @@ def running_pods(cluster: RunningCluster, selector: str = "run=kubia") -> list[d
 def test_k1_k3_cluster_info_and_nodes(cluster: RunningCluster) -> None:
     info = cluster.cli("cluster-info").stdout
     assert f"https://127.0.0.1:{cluster.api_port}" in info
+    assert f"Dashboard is running at http://127.0.0.1:{cluster.dashboard_port}/" in info
     nodes = cluster.cli("get", "nodes").stdout.splitlines()
     assert nodes[0].split() == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
     assert sorted(line.split()[0] for line in nodes[1:]) == ["node-1", "node-2", "node-3"]
@@ -201,7 +202,8 @@ def test_cluster_survives_kill_9_and_restores(cluster: RunningCluster) -> None:
     wait_for(lambda: not psutil.pid_exists(cluster.pid) or
              psutil.Process(cluster.pid).status() == psutil.STATUS_ZOMBIE,
              what="the cluster process to die")
-    up = cluster.cli("up", "--detach", "--api-port", str(cluster.api_port), timeout=180)
+    up = cluster.cli("up", "--detach", "--api-port", str(cluster.api_port),
+                     "--dashboard-port", str(cluster.dashboard_port), timeout=180)
     assert "curl" in up.stdout or "ready" in up.stdout.lower()
     assert cluster.get_json("rc", "kubia")["metadata"]["uid"] == rc_uid
     wait_for(lambda: len(running_pods(cluster)) == 3, what="3 pods after the restart")

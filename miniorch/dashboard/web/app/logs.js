@@ -1,0 +1,108 @@
+// A pod's logs, streamed: GET …/pods/<pod>/log?follow=true&container=…&previous=…
+//
+// The response of a followed log never ends: its body is read chunk by chunk and each
+// chunk is appended to the <pre> as a text node (never as markup, so a log line holding
+// "<script>" shows those characters). Changing the container, Follow or Previous aborts
+// the running request and starts another; leaving the page aborts it too. Only the
+// last MAX_CHUNKS chunks are kept, so a chatty pod cannot grow the page without bound.
+import { html } from "htm/preact";
+import { useEffect, useRef, useState } from "preact/hooks";
+
+const MAX_CHUNKS = 5000;
+const TAIL_LINES = 1000;
+
+function podPath(namespace, pod) {
+  return `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}`;
+}
+
+async function statusMessage(response) {
+  try {
+    const body = await response.json();
+    return body.message || `${response.status} ${response.statusText}`;
+  } catch {
+    return `${response.status} ${response.statusText}`;
+  }
+}
+
+/** The pod's container names (init containers last), or throws the API's message. */
+export async function containersOf(namespace, pod) {
+  const response = await fetch(podPath(namespace, pod), { headers: { Accept: "application/json" } });
+  if (!response.ok) throw new Error(await statusMessage(response));
+  const spec = (await response.json()).spec || {};
+  return [...(spec.containers || []), ...(spec.initContainers || [])].map((c) => c.name);
+}
+
+export function LogsView({ namespace, pod }) {
+  const [containers, setContainers] = useState([]);
+  const [container, setContainer] = useState("");
+  const [follow, setFollow] = useState(true);
+  const [previous, setPrevious] = useState(false);
+  const [state, setState] = useState("Loading…");
+  const [error, setError] = useState("");
+  const output = useRef(null);
+
+  useEffect(() => {
+    let live = true;
+    containersOf(namespace, pod).then(
+      (names) => { if (live) { setContainers(names); setContainer(names[0] || ""); } },
+      (err) => { if (live) { setError(err.message); setState(""); } });
+    return () => { live = false; };
+  }, [namespace, pod]);
+
+  useEffect(() => {
+    if (!container) return undefined;
+    const pre = output.current;
+    pre.replaceChildren();
+    setError("");
+    const abort = new AbortController();
+    const query = new URLSearchParams({ container, tailLines: String(TAIL_LINES) });
+    if (follow) query.set("follow", "true");
+    if (previous) query.set("previous", "true");
+    setState(follow ? "Following…" : "Loading…");
+    (async () => {
+      const response = await fetch(`${podPath(namespace, pod)}/log?${query}`, { signal: abort.signal });
+      if (!response.ok) {
+        setError(await statusMessage(response));
+        setState("");
+        return;
+      }
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        const stick = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+        pre.append(document.createTextNode(value));
+        while (pre.childNodes.length > MAX_CHUNKS) pre.firstChild.remove();
+        if (stick) pre.scrollTop = pre.scrollHeight; // keep following the end, unless scrolled up
+      }
+      setState(follow ? "The log stream ended (the container stopped)." : "");
+    })().catch((err) => {
+      if (err.name === "AbortError") return;
+      setError(`The log stream broke: ${err.message}`);
+      setState("");
+    });
+    return () => abort.abort();
+  }, [namespace, pod, container, follow, previous]);
+
+  return html`
+    <section class="logs" aria-labelledby="logs-title">
+      <header class="page-head">
+        <h1 id="logs-title">Logs: ${pod}</h1>
+        <a href=${`#/r/core/v1/pods/${encodeURIComponent(namespace)}/${encodeURIComponent(pod)}`}>Back to pod ${pod}</a>
+      </header>
+      <div class="toolbar">
+        <label>Container
+          <select value=${container} onChange=${(e) => setContainer(e.currentTarget.value)}>
+            ${containers.map((name) => html`<option value=${name}>${name}</option>`)}
+          </select>
+        </label>
+        <label><input type="checkbox" checked=${follow}
+          onChange=${(e) => setFollow(e.currentTarget.checked)} /> Follow</label>
+        <label><input type="checkbox" checked=${previous}
+          onChange=${(e) => setPrevious(e.currentTarget.checked)} /> Previous</label>
+        <span class="muted" aria-live="polite">${state}</span>
+      </div>
+      ${error && html`<p role="alert" class="error">${error}</p>`}
+      <pre class="log-output" role="log" aria-label=${`Logs of ${pod}`} tabindex="0" ref=${output}></pre>
+    </section>`;
+}
