@@ -156,7 +156,7 @@ export function DetailView({ res, resources, namespace, name }) {
       <${Conditions} conditions=${obj.status && obj.status.conditions} />
       <${Relations} resources=${resources} res=${res} obj=${obj} />
       <${Events} key=${obj.metadata.uid} resources=${resources} obj=${obj} res=${res} />
-      <section><h2>YAML</h2><pre class="yaml" aria-label=${`YAML of ${name}`}>${yaml}</pre></section>
+      <section><h2>YAML</h2><pre class="yaml">${yaml}</pre></section>
     `}
   </section>`;
 }
