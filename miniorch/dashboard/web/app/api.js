@@ -144,6 +144,12 @@ export function discover(first) {
   return discovery.promise;
 }
 
+/** Re-read discovery now (a CustomResourceDefinition came or went). */
+export function rediscover() {
+  if (!discovery) return discover();
+  return refreshDiscovery().catch(() => discovery.resources);
+}
+
 /** Current discovery: { resources (null before any), complete }. */
 export function discoveryNow() {
   return discovery ? { resources: discovery.resources, complete: discovery.complete } : { resources: null, complete: false };

@@ -10,8 +10,9 @@
 // The selected namespace ("" = all) lives here and in sessionStorage.
 
 import { html, render } from "htm/preact";
-import { useEffect, useState } from "preact/hooks";
-import { discover, discoveryNow, onDiscovery, findResource } from "./api.js";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { discover, discoveryNow, onDiscovery, findResource, pathFor, rediscover } from "./api.js";
+import { useLiveList } from "./components/common.js";
 import { Shell } from "./components/shell.js";
 import { Overview } from "./views/overview.js";
 import { ListView } from "./views/list.js";
@@ -71,6 +72,7 @@ function App() {
     return () => { off(); clearTimeout(idle); };
   }, []);
   const { resources, complete } = disc;
+  useCustomKinds(resources);
 
   // Move focus to the main region on navigation so keyboard/screen-reader users land there.
   useEffect(() => {
@@ -82,6 +84,21 @@ function App() {
   return html`<${Shell} ...${ctx} route=${route} discoveryError=${discoveryError}>
     ${resources ? html`<${View} route=${route} ...${ctx} />` : html`<p class="muted">Discovering the API…</p>`}
   </${Shell}>`;
+}
+
+/** New kinds appear with no reload: a CRD added, changed or removed re-reads discovery. */
+function useCustomKinds(resources) {
+  const crds = resources && resources.find((r) => r.group === "apiextensions.k8s.io" && r.name === "customresourcedefinitions");
+  const live = useLiveList(crds ? pathFor(crds) : null, {});
+  const seen = useRef(null);
+  const signature = [...live.items.values()].map((c) => `${c.metadata.name}@${(c.status?.acceptedNames || {}).plural || ""}`).sort().join(",");
+  useEffect(() => {
+    if (!live.listed) return undefined;
+    if (seen.current === null || seen.current === signature) { seen.current = signature; return undefined; }
+    seen.current = signature;
+    const t = setTimeout(rediscover, 300); // the API serves a new CRD's group a moment later
+    return () => clearTimeout(t);
+  }, [live.listed, signature]);
 }
 
 function View({ route, resources, complete, namespace, setNamespace }) {
