@@ -275,10 +275,8 @@ export function liveList(path, { params = {}, table = false, onChange }) {
   };
 
   const apply = (ev) => {
-    if (ev.type === "ERROR") {
-      if (ev.object && ev.object.code === 410) throw new Gone();
-      throw new ApiError(ev.object && ev.object.code || 500, ev.object);
-    }
+    // An ERROR event (410 Expired, or anything else) ends this watch's history: re-list.
+    if (ev.type === "ERROR") throw new Gone();
     const obj = ev.object;
     if (ev.type === "BOOKMARK") {
       state.resourceVersion = obj.metadata.resourceVersion;
@@ -352,11 +350,12 @@ export function liveList(path, { params = {}, table = false, onChange }) {
         if (failure) return;
         try { apply(JSON.parse(m.data)); } catch (err) { failure = err; ws.close(); }
       };
-      ws.onclose = () => {
+      ws.onclose = (e) => {
         ctl.signal.removeEventListener("abort", abort);
         if (ctl.signal.aborted) reject(new DOMException("aborted", "AbortError"));
         else if (failure) reject(failure);
         else if (!opened) reject(new NoSocket());
+        else if (!e.wasClean && e.code !== 1000) reject(new ApiError(0, null, "connection lost"));
         else resolve();
       };
     });
@@ -382,21 +381,35 @@ export function liveList(path, { params = {}, table = false, onChange }) {
   async function run() {
     let delay = 0;
     let needList = true;
+    let relists = 0;
     setWatchState(id, "connecting");
+    const pause = (ms) => new Promise((r) => setTimeout(r, ms));
     while (!stopped) {
+      const started = Date.now();
       try {
         if (needList) { await list(); needList = false; }
         await watchOnce();
-        delay = 0; // a watch that ended cleanly (server timeout): resume at once
+        // A watch that ended cleanly (server timeout) resumes at once from the last
+        // resourceVersion; one that ends as soon as it starts is not retried in a spin.
+        delay = 0;
+        if (Date.now() - started < 1000) await pause(1000);
       } catch (err) {
         if (stopped || err.name === "AbortError") break;
-        if (err instanceof Gone) { needList = true; continue; }
-        // 4xx other than 410/429 will not heal by retrying: show it, keep trying slowly.
+        if (err instanceof Gone) {
+          needList = true;
+          if (Date.now() - started > 5000) relists = 0;
+          // A server that keeps ending watches at once must not make us spin.
+          if (++relists > 2) await pause(1000);
+          if (!stopped) ctl = new AbortController();
+          continue;
+        }
+        // A lost connection or an error status: say so, and retry the watch from the
+        // last resourceVersion (not a re-list) with exponential backoff.
         state.error = err;
         changed();
         setWatchState(id, "reconnecting");
         delay = Math.min(delay ? delay * 2 : 500, 10000);
-        await new Promise((r) => setTimeout(r, delay));
+        await pause(delay);
       }
       if (!stopped) ctl = new AbortController();
     }
