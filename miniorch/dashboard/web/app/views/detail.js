@@ -132,7 +132,9 @@ function Summary({ resources, res, obj }) {
 
 export function DetailView({ res, resources, namespace, name }) {
   const live = useLiveList(pathFor(res, res.namespaced ? namespace : ""), { fieldSelector: `metadata.name=${name}` });
-  const obj = [...live.items.values()][0] || null;
+  const item = [...live.items.values()][0] || null;
+  // Items of a LIST carry no apiVersion/kind (watch events do): put them back first.
+  const obj = item && { apiVersion: res.groupVersion, kind: res.kind, ...item };
   const seen = useRef(false);
   if (obj) seen.current = true;
   const yaml = useMemo(() => (obj ? dump(forDisplay(obj), { lineWidth: -1 }) : ""), [obj && obj.metadata.resourceVersion]);
