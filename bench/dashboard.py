@@ -1,6 +1,7 @@
 """The dashboard in headless Chromium: first paint of a list, and 1,000 pods kept live.
 
     login link → page load ─► first `tr[aria-label]` row painted        first_paint_ms
+        (median of `loads` loads; cold: no discovery cached in the session, warm: cached)
     1,000 Pending pods (bound to a node that does not exist, so no process runs)
         → namespace selected ─► 1,000 rows painted                       rows_1000_ms
         → 100 label patches per second for `churn_seconds`, and probe pods created
@@ -54,7 +55,7 @@ def _pod(name: str) -> dict[str, Any]:
                 {"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}}
 
 
-def measure(cluster: BenchCluster, api: Api, *, pods: int = 1000,
+def measure(cluster: BenchCluster, api: Api, *, pods: int = 1000, loads: int = 5,
             churn_seconds: float = 5.0, probes: int = 10) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
@@ -72,15 +73,24 @@ def measure(cluster: BenchCluster, api: Api, *, pods: int = 1000,
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM))
             try:
-                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                # bypass_csp: the benchmark's own probes (wait_for_function) are evaluated
+                # strings, which the page's CSP rightly refuses.
+                page = browser.new_page(viewport={"width": 1280, "height": 800},
+                                        bypass_csp=True)
                 page.add_init_script(_OBSERVER)
                 page.goto(link.group(1))
                 root = page.url.split("#")[0]
-                # First paint: a fresh load of the default namespace's pod list.
-                page.goto(root + "#/r/core/v1/pods")
-                page.reload()
-                page.wait_for_selector("tr[aria-label]", timeout=30_000)
-                first_paint = page.evaluate("window.__bench.firstRow")
+                # First paint: a fresh load of the default namespace's pod list, with
+                # the session's discovery cache emptied (cold) and kept (warm).
+                paints: dict[str, list[float]] = {"cold": [], "warm": []}
+                for _ in range(loads):
+                    for kind in ("cold", "warm"):
+                        if kind == "cold":
+                            page.evaluate("sessionStorage.clear()")
+                        page.goto(root + "#/r/core/v1/pods")
+                        page.reload()
+                        page.wait_for_selector("tr[aria-label]", timeout=30_000)
+                        paints[kind].append(page.evaluate("window.__bench.firstRow"))
                 # 1,000 rows: from choosing the namespace to the last row painted.
                 page.get_by_label("Namespace").select_option(NAMESPACE)
                 chosen = time.time() * 1000
@@ -117,7 +127,9 @@ def measure(cluster: BenchCluster, api: Api, *, pods: int = 1000,
             api.request("DELETE", f"{base}/{item['metadata']['name']}?gracePeriodSeconds=0")
         api.request("DELETE", f"/api/v1/namespaces/{NAMESPACE}")
     return {
-        "first_paint_ms": round(first_paint, 1),
+        "first_paint_ms": round(statistics.median(paints["cold"]), 1),
+        "first_paint_warm_ms": round(statistics.median(paints["warm"]), 1),
+        "first_paint_loads": {k: [round(v, 1) for v in vs] for k, vs in paints.items()},
         "target_first_paint_ms": 300,
         "pods": pods,
         "rows_1000_ms": round(rows_done - chosen, 1),

@@ -123,15 +123,15 @@ function View({ route, resources, complete, namespace, setNamespace }) {
     case "create":
       return html`<${Lazy} key="create" load=${loadEditor} exportName="EditorView" mode="create" resources=${resources} namespace=${namespace} />`;
     case "logs":
-      return html`<${Lazy} key=${hashKey(route)} load=${() => import("./logs.js")} exportName="LogsView" namespace=${route.namespace} pod=${route.pod} />`;
+      return html`<${Lazy} key=${hashKey(route)} load=${() => import("./views/logs.js")} exportName="LogsView" namespace=${route.namespace} pod=${route.pod} />`;
     case "shell":
-      return html`<${Lazy} key=${hashKey(route)} load=${() => import("./shell.js")} exportName="ShellView" namespace=${route.namespace} pod=${route.pod} />`;
+      return html`<${Lazy} key=${hashKey(route)} load=${() => import("./views/terminal.js")} exportName="ShellView" namespace=${route.namespace} pod=${route.pod} />`;
     default:
       return html`<${Overview} resources=${resources} namespace=${namespace} setNamespace=${setNamespace} />`;
   }
 }
 
-/** A view from a module loaded on first use (logs.js and shell.js pull in xterm.js). */
+/** A view from a module loaded on first use (views/terminal.js pulls in xterm.js). */
 function Lazy({ load, exportName, ...props }) {
   const [mod, setMod] = useState(null);
   const [error, setError] = useState(null);

@@ -5,7 +5,7 @@
 // the most recent Warning events (fieldSelector type=Warning).
 
 import { html } from "htm/preact";
-import { useMemo } from "preact/hooks";
+import { useEffect, useMemo, useState } from "preact/hooks";
 import { pathFor } from "../api.js";
 import { Age, ErrorAlert, useLiveList } from "../components/common.js";
 import { EventsTable, sortEvents } from "../components/events.js";
@@ -71,10 +71,12 @@ function Nodes({ resources }) {
   </section>`;
 }
 
-function WorkloadRows({ res, namespace, counts }) {
+function WorkloadRows({ res, namespace, counts, onCount }) {
   const live = useLiveList(pathFor(res, namespace), {});
   const list = [...live.items.values()].sort((a, b) =>
     (a.metadata.namespace || "").localeCompare(b.metadata.namespace || "") || a.metadata.name.localeCompare(b.metadata.name));
+  // The parent shows an empty state only once every kind has listed none.
+  useEffect(() => onCount(res.name, live.listed ? list.length : undefined), [live.listed, list.length]);
   return list.map((o) => {
     const [ready, desired] = counts(o);
     return html`<tr aria-label=${o.metadata.name}>
@@ -89,10 +91,15 @@ function WorkloadRows({ res, namespace, counts }) {
 
 function Workloads({ resources, namespace }) {
   const kinds = WORKLOADS.map(([g, n, counts]) => [find(resources, g, n), counts]).filter(([r]) => r);
+  const [listed, setListed] = useState({});
+  const onCount = (name, n) => setListed((prev) => (prev[name] === n ? prev : { ...prev, [name]: n }));
+  const none = kinds.length > 0 && kinds.every(([r]) => listed[r.name] === 0);
   return html`<section aria-labelledby="ov-workloads"><h2 id="ov-workloads">Workloads${namespace ? ` in ${namespace}` : ""}</h2>
-    <div class="table-wrap"><table>
+    ${none && html`<p class="empty">No workloads${namespace ? ` in ${namespace}` : ""} yet. Create a Deployment
+      with the Create button, or <code>kubectl create deployment web --image=kubia</code>.</p>`}
+    <div class="table-wrap" hidden=${none}><table>
       <thead><tr><th scope="col">Kind</th><th scope="col">Name</th>${!namespace && html`<th scope="col">Namespace</th>`}<th scope="col">Ready</th><th scope="col">Age</th></tr></thead>
-      <tbody>${kinds.map(([r, counts]) => html`<${WorkloadRows} key=${r.name} res=${r} namespace=${namespace} counts=${counts} />`)}</tbody>
+      <tbody>${kinds.map(([r, counts]) => html`<${WorkloadRows} key=${r.name} res=${r} namespace=${namespace} counts=${counts} onCount=${onCount} />`)}</tbody>
     </table></div>
   </section>`;
 }

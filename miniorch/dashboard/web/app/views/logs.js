@@ -7,29 +7,27 @@
 // last MAX_CHUNKS chunks are kept, so a chatty pod cannot grow the page without bound.
 import { html } from "htm/preact";
 import { useEffect, useRef, useState } from "preact/hooks";
+import { ApiError, request } from "../api.js";
+import { ErrorAlert } from "../components/common.js";
+import { routes } from "../util.js";
 
 const MAX_CHUNKS = 5000;
 const TAIL_LINES = 1000;
+const PODS = { group: "", version: "v1", name: "pods" };
 
-function podPath(namespace, pod) {
+export function podPath(namespace, pod) {
   return `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}`;
 }
 
-async function statusMessage(response) {
-  try {
-    const body = await response.json();
-    return body.message || `${response.status} ${response.statusText}`;
-  } catch {
-    return `${response.status} ${response.statusText}`;
-  }
+/** The pod's container names (init containers last); throws the API's error. */
+export async function containersOf(namespace, pod) {
+  const spec = (await request(podPath(namespace, pod))).spec || {};
+  return [...(spec.containers || []), ...(spec.initContainers || [])].map((c) => c.name);
 }
 
-/** The pod's container names (init containers last), or throws the API's message. */
-export async function containersOf(namespace, pod) {
-  const response = await fetch(podPath(namespace, pod), { headers: { Accept: "application/json" } });
-  if (!response.ok) throw new Error(await statusMessage(response));
-  const spec = (await response.json()).spec || {};
-  return [...(spec.containers || []), ...(spec.initContainers || [])].map((c) => c.name);
+/** A back link to the pod's own page. */
+export function BackToPod({ namespace, pod }) {
+  return html`<a href=${routes.detail(PODS, namespace, pod)}>Back to pod ${pod}</a>`;
 }
 
 export function LogsView({ namespace, pod }) {
@@ -38,14 +36,14 @@ export function LogsView({ namespace, pod }) {
   const [follow, setFollow] = useState(true);
   const [previous, setPrevious] = useState(false);
   const [state, setState] = useState("Loading…");
-  const [error, setError] = useState("");
+  const [error, setError] = useState(null);
   const output = useRef(null);
 
   useEffect(() => {
     let live = true;
     containersOf(namespace, pod).then(
       (names) => { if (live) { setContainers(names); setContainer(names[0] || ""); } },
-      (err) => { if (live) { setError(err.message); setState(""); } });
+      (err) => { if (live) { setError(err); setState(""); } });
     return () => { live = false; };
   }, [namespace, pod]);
 
@@ -53,7 +51,7 @@ export function LogsView({ namespace, pod }) {
     if (!container) return undefined;
     const pre = output.current;
     pre.replaceChildren();
-    setError("");
+    setError(null);
     const abort = new AbortController();
     const query = new URLSearchParams({ container, tailLines: String(TAIL_LINES) });
     if (follow) query.set("follow", "true");
@@ -62,7 +60,8 @@ export function LogsView({ namespace, pod }) {
     (async () => {
       const response = await fetch(`${podPath(namespace, pod)}/log?${query}`, { signal: abort.signal });
       if (!response.ok) {
-        setError(await statusMessage(response));
+        const body = await response.json().catch(() => null);
+        setError(new ApiError(response.status, body && body.kind === "Status" ? body : null));
         setState("");
         return;
       }
@@ -78,7 +77,7 @@ export function LogsView({ namespace, pod }) {
       setState(follow ? "The log stream ended (the container stopped)." : "");
     })().catch((err) => {
       if (err.name === "AbortError") return;
-      setError(`The log stream broke: ${err.message}`);
+      setError(new Error(`The log stream broke: ${err.message}`));
       setState("");
     });
     return () => abort.abort();
@@ -88,7 +87,7 @@ export function LogsView({ namespace, pod }) {
     <section class="logs" aria-labelledby="logs-title">
       <header class="page-head">
         <h1 id="logs-title">Logs: ${pod}</h1>
-        <a href=${`#/r/core/v1/pods/${encodeURIComponent(namespace)}/${encodeURIComponent(pod)}`}>Back to pod ${pod}</a>
+        <${BackToPod} namespace=${namespace} pod=${pod} />
       </header>
       <div class="toolbar">
         <label>Container
@@ -102,7 +101,7 @@ export function LogsView({ namespace, pod }) {
           onChange=${(e) => setPrevious(e.currentTarget.checked)} /> Previous</label>
         <span class="muted" aria-live="polite">${state}</span>
       </div>
-      ${error && html`<p role="alert" class="error">${error}</p>`}
+      <${ErrorAlert} error=${error} />
       <pre class="log-output" role="log" aria-label=${`Logs of ${pod}`} tabindex="0" ref=${output}></pre>
     </section>`;
 }

@@ -13,7 +13,8 @@ import { html } from "htm/preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
-import { containersOf } from "./logs.js";
+import { ErrorAlert } from "../components/common.js";
+import { BackToPod, containersOf } from "./logs.js";
 
 const STDIN = 0, STDOUT = 1, STDERR = 2, STATUS = 3, RESIZE = 4;
 const PROTOCOLS = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
@@ -52,20 +53,20 @@ export function ShellView({ namespace, pod }) {
   const [command, setCommand] = useState("sh");
   const [session, setSession] = useState(0); // bumped by "Reconnect" and by a new command
   const [state, setState] = useState("Connecting…");
-  const [error, setError] = useState("");
+  const [error, setError] = useState(null);
   const screen = useRef(null);
 
   useEffect(() => {
     let live = true;
     containersOf(namespace, pod).then(
       (names) => { if (live) { setContainers(names); setContainer(names[0] || ""); } },
-      (err) => { if (live) setError(err.message); });
+      (err) => { if (live) setError(err); });
     return () => { live = false; };
   }, [namespace, pod]);
 
   useEffect(() => {
     if (!container) return undefined;
-    setError("");
+    setError(null);
     const term = new Terminal({ cursorBlink: true, fontSize: 14, scrollback: 5000,
       fontFamily: "ui-monospace, 'DejaVu Sans Mono', Menlo, monospace" });
     const fit = new FitAddon();
@@ -98,7 +99,8 @@ export function ShellView({ namespace, pod }) {
         setState(`Session ${why}`);
       }
     };
-    ws.onerror = () => setError("The shell's connection failed (is the pod running, and does the container have this command?)");
+    ws.onerror = () => setError(new Error("The shell's connection failed (is the pod running, "
+      + "and does the container have this command?)"));
     ws.onclose = () => {
       if (!ended) setState("Disconnected");
       term.options.disableStdin = true;
@@ -128,7 +130,7 @@ export function ShellView({ namespace, pod }) {
     <section class="shell" aria-labelledby="shell-title">
       <header class="page-head">
         <h1 id="shell-title">Shell: ${pod}</h1>
-        <a href=${`#/r/core/v1/pods/${encodeURIComponent(namespace)}/${encodeURIComponent(pod)}`}>Back to pod ${pod}</a>
+        <${BackToPod} namespace=${namespace} pod=${pod} />
       </header>
       <form class="toolbar" onSubmit=${restart}>
         <label>Container
@@ -141,7 +143,7 @@ export function ShellView({ namespace, pod }) {
         <button type="submit">Reconnect</button>
         <span class="muted" aria-live="polite">${state}</span>
       </form>
-      ${error && html`<p role="alert" class="error">${error}</p>`}
+      <${ErrorAlert} error=${error} />
       <div class="terminal" role="region" aria-label=${`Terminal of ${pod}`} ref=${screen}></div>
     </section>`;
 }
