@@ -13,7 +13,9 @@ the upstream request.
 
 A WebSocket is opened upstream first, with the subprotocols the page offered, so the
 page is answered with the one the API chose (`v4.channel.k8s.io` …); a refusal upstream
-(404 pod, 400 no such container) reaches the page as that same HTTP status.
+(404 pod, 400 no such container) reaches the page as that same HTTP status. An API
+server that cannot be reached is a 503 `Status`; one that goes away in the middle of a
+stream ends the stream, and the page resumes its watch from what it last saw.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ import ssl
 
 import aiohttp
 import anyio
+import structlog
 from aiohttp import web
+
+from miniorch.dashboard.status import status_response
+
+log = structlog.get_logger(__name__)
 
 FORWARDED_REQUEST_HEADERS = ("Accept", "Content-Type")
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Warning")
@@ -65,22 +72,30 @@ class ApiForwarder:
 
     async def forward_http(self, request: web.Request) -> web.StreamResponse:
         body = await request.read() if request.can_read_body else None
-        async with self.session.request(request.method, self.api_url + request.raw_path,
-                                        data=body, headers=self._headers(request),
-                                        allow_redirects=False) as upstream:
-            headers = {name: upstream.headers[name] for name in FORWARDED_RESPONSE_HEADERS
-                       if name in upstream.headers}
-            if upstream.content_length is not None:
-                return web.Response(status=upstream.status, headers=headers,
-                                    body=await upstream.read())
-            response = web.StreamResponse(status=upstream.status, headers=headers)
-            response.enable_chunked_encoding()
-            await response.prepare(request)
-            # Written as it arrives: each watch event reaches the page at once.
-            async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
-            await response.write_eof()
-            return response
+        try:
+            async with self.session.request(request.method, self.api_url + request.raw_path,
+                                            data=body, headers=self._headers(request),
+                                            allow_redirects=False) as upstream:
+                headers = {name: upstream.headers[name] for name in FORWARDED_RESPONSE_HEADERS
+                           if name in upstream.headers}
+                if upstream.content_length is not None:
+                    return web.Response(status=upstream.status, headers=headers,
+                                        body=await upstream.read())
+                response = web.StreamResponse(status=upstream.status, headers=headers)
+                response.enable_chunked_encoding()
+                await response.prepare(request)
+                try:
+                    # Written as it arrives: each watch event reaches the page at once.
+                    async for chunk in upstream.content.iter_any():
+                        await response.write(chunk)
+                except aiohttp.ClientError:
+                    # The API went away mid-stream: our stream ends too, and the page
+                    # watches again from the last resourceVersion it saw.
+                    log.info("api stream broke", path=request.path)
+                await response.write_eof()
+                return response
+        except aiohttp.ClientError as exc:
+            return unreachable(exc)
 
     async def forward_websocket(self, request: web.Request) -> web.StreamResponse:
         offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
@@ -93,6 +108,8 @@ class ApiForwarder:
         except aiohttp.WSServerHandshakeError as exc:
             return web.Response(status=exc.status or 502, text=exc.message or "",
                                 content_type="text/plain")
+        except aiohttp.ClientError as exc:
+            return unreachable(exc)
         try:
             page = web.WebSocketResponse(
                 protocols=(upstream.protocol,) if upstream.protocol else (),
@@ -109,6 +126,11 @@ class ApiForwarder:
         finally:
             with anyio.CancelScope(shield=True):
                 await upstream.close()
+
+
+def unreachable(exc: Exception) -> web.Response:
+    return status_response(503, "ServiceUnavailable",
+                           f"the API server is unreachable: {exc or type(exc).__name__}")
 
 
 async def _pump(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,

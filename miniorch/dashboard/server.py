@@ -40,6 +40,7 @@ from miniorch.core.settings import Settings
 from miniorch.dashboard import assets
 from miniorch.dashboard.login import COOKIE_NAME, LoginTokens, Sessions
 from miniorch.dashboard.proxy import ApiForwarder
+from miniorch.dashboard.status import status_response
 
 log = structlog.get_logger(__name__)
 
@@ -100,13 +101,6 @@ def _state(request: web.Request) -> DashboardState:
     return request.app[_STATE]
 
 
-def _status(code: int, reason: str, message: str) -> web.Response:
-    """A Kubernetes Status, so the page handles our refusals like the API's."""
-    return web.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
-                              "status": "Failure", "message": message, "reason": reason,
-                              "code": code}, status=code)
-
-
 def _is_api(path: str) -> bool:
     return path in API_PATHS or path.startswith(API_PREFIXES) or path.startswith("/dashboard/")
 
@@ -156,7 +150,7 @@ async def _session(request: web.Request, handler: Handler) -> web.StreamResponse
     if _state(request).sessions.valid(request.cookies.get(COOKIE_NAME)):
         return await handler(request)
     if _is_api(request.path):
-        return _status(401, "Unauthorized", "Unauthorized: no dashboard session; run "
+        return status_response(401, "Unauthorized", "Unauthorized: no dashboard session; run "
                        "`miniorch dashboard` for a login link")
     return _page_401("You are not logged in.")
 
@@ -167,7 +161,7 @@ async def _same_origin(request: web.Request, handler: Handler) -> web.StreamResp
     if request.method not in SAFE_METHODS or upgrade:
         origin = request.headers.get(hdrs.ORIGIN)
         if origin not in {f"http://{host}" for host in _state(request).own_hosts}:
-            return _status(403, "Forbidden", f"Forbidden: cross-origin request refused "
+            return status_response(403, "Forbidden", f"Forbidden: cross-origin request refused "
                            f"(Origin {origin or 'missing'})")
     return await handler(request)
 
