@@ -27,6 +27,7 @@ without dashboard code.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
@@ -65,6 +66,8 @@ class DashboardState:
         self.api_url = api_url
         self.port = port
         self.web_dir = web_dir
+        self.streams: set[asyncio.Task[object]] = set()
+        """Forwarded requests in flight (watches, logs, shells): ended at shutdown."""
 
     @property
     def own_hosts(self) -> tuple[str, ...]:
@@ -218,10 +221,16 @@ def _file(path: Path | None) -> web.StreamResponse:
 
 
 async def _forward(request: web.Request) -> web.StreamResponse:
-    forwarder = _state(request).forwarder
-    if request.headers.get(hdrs.UPGRADE, "").lower() == "websocket":
-        return await forwarder.forward_websocket(request)
-    return await forwarder.forward_http(request)
+    state = _state(request)
+    task = asyncio.current_task()
+    assert task is not None
+    state.streams.add(task)
+    try:
+        if request.headers.get(hdrs.UPGRADE, "").lower() == "websocket":
+            return await state.forwarder.forward_websocket(request)
+        return await state.forwarder.forward_http(request)
+    finally:
+        state.streams.discard(task)
 
 
 # ---- the actor ------------------------------------------------------------------------
@@ -280,6 +289,10 @@ class Dashboard:
                     with contextlib.suppress(FileNotFoundError):
                         if settings.dashboard_file.read_text().strip() == self.url:
                             settings.dashboard_file.unlink()
+                    # Open pages hold watches and shells for as long as they are open:
+                    # end them now rather than wait out the shutdown timeout.
+                    for stream in list(state.streams):
+                        stream.cancel()
                     await runner.cleanup()
 
 
