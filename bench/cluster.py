@@ -100,7 +100,7 @@ class BenchCluster:
         return result
 
     def up_args(self, *, demo: bool) -> list[str]:
-        args = ["up", "--detach", "--api-port", str(self.api_port)]
+        args = ["up", "--detach", "--api-port", str(self.api_port), "--dashboard-port", "0"]
         return args if demo else [*args, "--no-demo"]
 
     def start_up(self, *, demo: bool) -> subprocess.Popen[str]:

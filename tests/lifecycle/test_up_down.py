@@ -81,6 +81,23 @@ def test_busy_api_port_is_a_clear_error_and_leaves_nothing(slot: Path) -> None:
     wait_for(lambda: MachineLock().holder() is None, timeout=10, what="the slot released")
 
 
+def test_busy_dashboard_port_is_a_clear_error_and_leaves_nothing(slot: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(miniorch(slot, "up", "--detach", "--no-demo",
+                                         "--api-port", str(free_port()),
+                                         "--dashboard-port", str(port)),
+                                capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode != 0
+    assert f"cannot serve the dashboard on 127.0.0.1:{port}" in result.stderr, result.stderr
+    assert "--dashboard-port" in result.stderr
+    assert not (slot / "dashboard.url").exists()
+    wait_for(lambda: not _cluster_leftovers(), timeout=10, what="no leftovers")
+    wait_for(lambda: MachineLock().holder() is None, timeout=10, what="the slot released")
+
+
 def test_second_cluster_on_the_machine_is_refused(slot: Path, tmp_path: Path) -> None:
     first = subprocess.run(miniorch(slot, "up", "--detach", "--no-demo",
                                     "--api-port", str(free_port())),

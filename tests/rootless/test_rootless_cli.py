@@ -178,7 +178,7 @@ def start(home: Path, *extra: str) -> Iterator[tuple[RootlessCluster, str]]:
     sid: int | None = None
     try:
         up = cluster.cli("up", "--detach", "--api-port", str(_free_port()),
-                         "--lb-cidr", f"127.0.{lb_octet}.0/24",
+                         "--dashboard-port", "0", "--lb-cidr", f"127.0.{lb_octet}.0/24",
                          "--service-cidr", f"127.0.{lb_octet + 50}.0/24",
                          "--node-port-range", f"{node_low}-{node_low + 999}", *extra,
                          timeout=120)
