@@ -33,11 +33,19 @@ export async function request(path, { method = "GET", body, contentType, accept,
     payload = typeof body === "string" ? body : JSON.stringify(body);
   }
   let resp;
-  try {
-    resp = await fetch(path, { method, headers, body: payload, signal, credentials: "same-origin" });
-  } catch (err) {
-    if (err.name === "AbortError") throw err;
-    throw new ApiError(0, null, `network error: ${err.message}`);
+  // A read that fails on the network is tried again: Chromium aborts requests in flight
+  // whenever the host's network changes, which on a miniorch host is every pod start.
+  // Writes are not: whether they reached the server is unknown.
+  const attempts = method === "GET" || method === "HEAD" ? 3 : 1;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      resp = await fetch(path, { method, headers, body: payload, signal, credentials: "same-origin" });
+      break;
+    } catch (err) {
+      if (err.name === "AbortError") throw err;
+      if (attempt >= attempts) throw new ApiError(0, null, `network error: ${err.message}`);
+      await new Promise((r) => setTimeout(r, 150 * attempt));
+    }
   }
   const text = await resp.text();
   let data = null;

@@ -155,3 +155,6 @@ function NotFound({ route }) {
 const root = document.getElementById("app");
 root.textContent = ""; // the static "Loading miniorch…" placeholder
 render(html`<${App} />`, root);
+// Tells app/boot.js's watchdog that every module loaded.
+window.__miniorchBooted = true;
+window.dispatchEvent(new Event("miniorch:booted"));
