@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 import anyio
 import structlog
@@ -82,29 +84,20 @@ async def serve_watch(request: web.Request, ctx: ApiContext, resource: Resource,
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
     await response.prepare(request)
-    if watch is None:
-        assert gone is not None
-        await _write_error(response, gone)
-        return response
 
-    deadline = math.inf if not timeout_seconds or timeout_seconds <= 0 else timeout_seconds
+    async def write(batch: list[WatchEvent]) -> None:
+        # Every event queued so far in one chunk: one write, not one each.
+        await response.write(b"".join(_encode(ctx, resource, e, form, include) for e in batch))
+
     try:
-        with ctx.stream_scope(), anyio.move_on_after(deadline):
-            async with watch:
-                try:
-                    while True:
-                        # Every event queued so far in one chunk: one write, not one each.
-                        try:
-                            batch = await watch.next_batch()
-                        except StopAsyncIteration:
-                            break
-                        await response.write(b"".join(
-                            _encode(ctx, resource, event, form, include) for event in batch))
-                except Gone as exc:
-                    await _write_error(response, exc)
+        if watch is None:
+            assert gone is not None
+            await _write_error(response, gone)
+        else:
+            await _deliver(ctx, watch, timeout_seconds, write,
+                           partial(_write_error, response))
     except (ConnectionResetError, ConnectionError):
         log.debug("watch client went away", resource=resource.key)
-        return response
     return response
 
 
@@ -114,37 +107,48 @@ async def _serve_websocket(request: web.Request, ctx: ApiContext, resource: Reso
     """One text message per event; ends when the client closes, on timeout or on 410."""
     ws = web.WebSocketResponse(autoping=True, heartbeat=30)
     await ws.prepare(request)
-    if watch is None:
-        assert gone is not None
-        await _send_error(ws, gone)
-        await ws.close()
-        return ws
-    deadline = math.inf if not timeout_seconds or timeout_seconds <= 0 else timeout_seconds
+
+    async def send(batch: list[WatchEvent]) -> None:
+        for event in batch:
+            await ws.send_str(_encode(ctx, resource, event, form, include).decode().rstrip("\n"))
+
     try:
-        with ctx.stream_scope(), anyio.move_on_after(deadline):
-            async with watch, anyio.create_task_group() as tg:
+        if watch is None:
+            assert gone is not None
+            await _send_error(ws, gone)
+        else:
+            async with anyio.create_task_group() as tg:
                 async def until_client_closes() -> None:
                     async for _ in ws:  # clients send nothing we act on
                         pass
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(until_client_closes)
-                try:
-                    while True:
-                        try:
-                            batch = await watch.next_batch()
-                        except StopAsyncIteration:
-                            break
-                        for event in batch:
-                            await ws.send_str(
-                                _encode(ctx, resource, event, form, include).decode().rstrip("\n"))
-                except Gone as exc:
-                    await _send_error(ws, exc)
+                await _deliver(ctx, watch, timeout_seconds, send, partial(_send_error, ws))
                 tg.cancel_scope.cancel()
     except (ConnectionResetError, ConnectionError):
         log.debug("websocket watch client went away", resource=resource.key)
     await ws.close()
     return ws
+
+
+async def _deliver(ctx: ApiContext, watch: Watch, timeout_seconds: int | None,
+                   send: Callable[[list[WatchEvent]], Awaitable[None]],
+                   fail: Callable[[Gone], Awaitable[None]]) -> None:
+    """The watch's events, batch by batch, until it ends, `timeoutSeconds` pass, the
+    server stops (the stream scope), or it falls behind (`fail` gets the 410)."""
+    deadline = math.inf if not timeout_seconds or timeout_seconds <= 0 else timeout_seconds
+    with ctx.stream_scope(), anyio.move_on_after(deadline):
+        async with watch:
+            try:
+                while True:
+                    try:
+                        batch = await watch.next_batch()
+                    except StopAsyncIteration:
+                        return
+                    await send(batch)
+            except Gone as exc:
+                await fail(exc)
 
 
 async def _send_error(ws: web.WebSocketResponse, error: Gone) -> None:

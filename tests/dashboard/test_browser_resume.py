@@ -26,12 +26,10 @@ from playwright.sync_api import expect, sync_playwright
 
 from miniorch.api.kinds import PODS
 from miniorch.api.registry import Registry
-from miniorch.api.server import ApiServer
-from miniorch.core.clock import SystemClock
 from miniorch.core.settings import Settings
 from miniorch.dashboard.login import mint_login_token
-from miniorch.dashboard.server import Dashboard
-from tests.api.server_support import local_spawner, make_registry, pod
+from tests.api.server_support import make_registry, pod
+from tests.dashboard.support import start_api_and_dashboard
 
 CHROMIUM = Path("/usr/bin/chromium")
 WAIT = 15_000  # ms: generous, for a loaded machine; the page reconnects within seconds
@@ -99,20 +97,19 @@ def site(tmp_path: Path) -> Iterator[Site]:
     async def serve(*, task_status: TaskStatus[tuple[str, str, Registry, Relay]]
                     = anyio.TASK_STATUS_IGNORED) -> None:
         registry = make_registry(tmp_path)
-        api = ApiServer(settings=settings, registry=registry, clock=SystemClock(),
-                        spawn_exec=local_spawner)
         try:
             async with anyio.create_task_group() as tg:
-                await tg.start(api.run)
-                assert api.material is not None and api.port is not None
-                relay = Relay(api.port)
-                relay_port = await tg.start(relay.run)
-                dashboard = Dashboard(settings=settings,
-                                      api_url=f"https://127.0.0.1:{relay_port}",
-                                      api_ssl=api.material.client_ssl_context(),
-                                      api_token=api.material.token)
-                url = await tg.start(dashboard.run)
-                task_status.started((url, api.material.token, registry, relay))
+                relay: Relay | None = None
+
+                async def through_relay(api_port: int) -> int:
+                    nonlocal relay
+                    relay = Relay(api_port)
+                    return int(await tg.start(relay.run))
+
+                started = await start_api_and_dashboard(tg, settings, registry,
+                                                        via=through_relay)
+                assert relay is not None
+                task_status.started((started.url, started.api_token, registry, relay))
         finally:
             registry.store.close()
 

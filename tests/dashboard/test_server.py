@@ -22,13 +22,12 @@ import aiohttp
 import anyio
 import pytest
 
-from miniorch.api.server import ApiServer
-from miniorch.core.clock import SystemClock
 from miniorch.core.settings import Settings
 from miniorch.dashboard.login import COOKIE_NAME, mint_login_token
 from miniorch.dashboard.server import Dashboard
-from tests.api.server_support import local_spawner, make_registry, pod
+from tests.api.server_support import make_registry, pod
 from tests.cli.conftest import run_cli
+from tests.dashboard.support import start_api_and_dashboard
 
 
 @dataclass
@@ -48,18 +47,12 @@ class Site:
 async def dashboard_site(tmp_path: Path) -> AsyncIterator[Site]:
     settings = Settings(home=tmp_path, api_port=0, dashboard_port=0)
     registry = make_registry(tmp_path)
-    api = ApiServer(settings=settings, registry=registry, clock=SystemClock(),
-                    spawn_exec=local_spawner)
     try:
         async with anyio.create_task_group() as tg:
-            await tg.start(api.run)
-            assert api.material is not None
-            dashboard = Dashboard(settings=settings, api_url=api.url,
-                                  api_ssl=api.material.client_ssl_context(),
-                                  api_token=api.material.token)
-            url = await tg.start(dashboard.run)
-            yield Site(url=url, origin=url.rstrip("/"), api_token=api.material.token,
-                       dashboard=dashboard, settings=settings)
+            started = await start_api_and_dashboard(tg, settings, registry)
+            yield Site(url=started.url, origin=started.url.rstrip("/"),
+                       api_token=started.api_token, dashboard=started.dashboard,
+                       settings=settings)
             tg.cancel_scope.cancel()
     finally:
         registry.store.close()

@@ -7,45 +7,21 @@
 // last MAX_CHUNKS chunks are kept, so a chatty pod cannot grow the page without bound.
 import { html } from "htm/preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { ApiError, request } from "../api.js";
+import { ApiError } from "../api.js";
 import { ErrorAlert } from "../components/common.js";
-import { routes } from "../util.js";
+import { BackToPod, ContainerSelect, podPath, useContainers } from "../components/pod.js";
 
 const MAX_CHUNKS = 5000;
 const TAIL_LINES = 1000;
-const PODS = { group: "", version: "v1", name: "pods" };
-
-export function podPath(namespace, pod) {
-  return `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}`;
-}
-
-/** The pod's container names (init containers last); throws the API's error. */
-export async function containersOf(namespace, pod) {
-  const spec = (await request(podPath(namespace, pod))).spec || {};
-  return [...(spec.containers || []), ...(spec.initContainers || [])].map((c) => c.name);
-}
-
-/** A back link to the pod's own page. */
-export function BackToPod({ namespace, pod }) {
-  return html`<a href=${routes.detail(PODS, namespace, pod)}>Back to pod ${pod}</a>`;
-}
 
 export function LogsView({ namespace, pod }) {
-  const [containers, setContainers] = useState([]);
-  const [container, setContainer] = useState("");
   const [follow, setFollow] = useState(true);
   const [previous, setPrevious] = useState(false);
   const [state, setState] = useState("Loading…");
   const [error, setError] = useState(null);
+  const [containers, container, setContainer] = useContainers(namespace, pod,
+    (err) => { setError(err); setState(""); });
   const output = useRef(null);
-
-  useEffect(() => {
-    let live = true;
-    containersOf(namespace, pod).then(
-      (names) => { if (live) { setContainers(names); setContainer(names[0] || ""); } },
-      (err) => { if (live) { setError(err); setState(""); } });
-    return () => { live = false; };
-  }, [namespace, pod]);
 
   useEffect(() => {
     if (!container) return undefined;
@@ -90,11 +66,7 @@ export function LogsView({ namespace, pod }) {
         <${BackToPod} namespace=${namespace} pod=${pod} />
       </header>
       <div class="toolbar">
-        <label>Container
-          <select value=${container} onChange=${(e) => setContainer(e.currentTarget.value)}>
-            ${containers.map((name) => html`<option value=${name}>${name}</option>`)}
-          </select>
-        </label>
+        <${ContainerSelect} names=${containers} value=${container} onChange=${setContainer} />
         <label><input type="checkbox" checked=${follow}
           onChange=${(e) => setFollow(e.currentTarget.checked)} /> Follow</label>
         <label><input type="checkbox" checked=${previous}

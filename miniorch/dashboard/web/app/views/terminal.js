@@ -14,7 +14,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
 import { ErrorAlert } from "../components/common.js";
-import { BackToPod, containersOf } from "./logs.js";
+import { BackToPod, ContainerSelect, useContainers } from "../components/pod.js";
 
 const STDIN = 0, STDOUT = 1, STDERR = 2, STATUS = 3, RESIZE = 4;
 const PROTOCOLS = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
@@ -48,21 +48,12 @@ function describeStatus(text) {
 }
 
 export function ShellView({ namespace, pod }) {
-  const [containers, setContainers] = useState([]);
-  const [container, setContainer] = useState("");
   const [command, setCommand] = useState("sh");
   const [session, setSession] = useState(0); // bumped by "Reconnect" and by a new command
   const [state, setState] = useState("Connecting…");
   const [error, setError] = useState(null);
+  const [containers, container, setContainer] = useContainers(namespace, pod, setError);
   const screen = useRef(null);
-
-  useEffect(() => {
-    let live = true;
-    containersOf(namespace, pod).then(
-      (names) => { if (live) { setContainers(names); setContainer(names[0] || ""); } },
-      (err) => { if (live) setError(err); });
-    return () => { live = false; };
-  }, [namespace, pod]);
 
   useEffect(() => {
     if (!container) return undefined;
@@ -133,11 +124,7 @@ export function ShellView({ namespace, pod }) {
         <${BackToPod} namespace=${namespace} pod=${pod} />
       </header>
       <form class="toolbar" onSubmit=${restart}>
-        <label>Container
-          <select value=${container} onChange=${(e) => setContainer(e.currentTarget.value)}>
-            ${containers.map((name) => html`<option value=${name}>${name}</option>`)}
-          </select>
-        </label>
+        <${ContainerSelect} names=${containers} value=${container} onChange=${setContainer} />
         <label>Command <input value=${command} size="12" spellcheck="false"
           onInput=${(e) => setCommand(e.currentTarget.value)} /></label>
         <button type="submit">Reconnect</button>
