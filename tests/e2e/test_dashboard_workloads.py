@@ -177,6 +177,32 @@ def test_deployment_relations_rollout_restart_undo_and_foreground_delete(
         delete(cluster, "rs,pods", "-l", "app=web")
 
 
+def test_a_paused_deployment_refuses_restart_and_undo_as_kubectl_does(
+        page: Page, cluster: RunningCluster) -> None:
+    cluster.kubectl("create", "deployment", "still", "--image=kubia", "--replicas=1")
+    try:
+        rollout_status(cluster, "still")
+        cluster.kubectl("set", "env", "deployment/still", "STAGE=two")  # something to undo
+        rollout_status(cluster, "still")
+        cluster.kubectl("rollout", "pause", "deployment/still")
+        # The oracle: the real kubectl refuses both while the Deployment is paused.
+        for verb in ("restart", "undo"):
+            refused = cluster.kubectl("rollout", verb, "deployment/still", check=False)
+            assert refused.returncode != 0 and "paused" in refused.stderr, refused
+        before = kubectl_json(cluster, "deployment", "still")["spec"]["template"]
+
+        go(page, "/r/apps/v1/deployments/default/still")
+        expect(page.get_by_text("paused: true")).to_be_visible(timeout=LIVE)
+        for button in ("Rollout restart", "Rollout undo"):
+            page.get_by_role("button", name=button, exact=True).click()
+            expect(page.get_by_role("alert")).to_contain_text("paused", timeout=LIVE)
+            assert page.get_by_text(f"{button}: done.").count() == 0
+        assert kubectl_json(cluster, "deployment", "still")["spec"]["template"] == before
+    finally:
+        delete(cluster, "deployment", "still")
+        delete(cluster, "rs,pods", "-l", "app=still")
+
+
 # ---- Cascade Orphan --------------------------------------------------------------------------
 
 ORPHAN_RC = {
@@ -367,3 +393,4 @@ def test_a_node_lists_its_pods_and_a_pod_links_its_node_and_owner(
         timeout=LIVE)
     nav(page, "Pods")
     expect(page.get_by_role("row", name=name, exact=True)).to_be_visible(timeout=LIVE)
+
