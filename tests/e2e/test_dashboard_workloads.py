@@ -6,7 +6,8 @@ and "Rollout undo" (kubectl must see what `kubectl rollout restart/undo` would h
 made), deleting with each Cascade policy (Foreground takes the ReplicaSets and pods
 first, Orphan leaves the pods without owners), logs of a two-container pod (container
 choice, Follow, Previous), the keyboard (Tab/Enter to a list, a dialog that takes focus
-and gives it back on Escape), and the relations of nodes and pods.
+and gives it back on Escape), the relations of nodes and pods, and a page whose
+scripts failed to load once.
 
 Every object a test makes is deleted in its `finally`, so a failure leaves nothing for
 the next test (nor for `test_dashboard.py`, which counts the demo's three kubia pods).
@@ -19,13 +20,14 @@ import re
 from typing import Any
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from tests.e2e.conftest import RunningCluster, wait_for
 from tests.e2e.dashboard_support import (
     LIVE,
     browser_fixture,  # noqa: F401 (the `browser` fixture)
     go,
+    login_link,
     nav,
     page_fixture,  # noqa: F401 (the `page` fixture)
     shoot,
@@ -394,3 +396,36 @@ def test_a_node_lists_its_pods_and_a_pod_links_its_node_and_owner(
     nav(page, "Pods")
     expect(page.get_by_role("row", name=name, exact=True)).to_be_visible(timeout=LIVE)
 
+
+# ---- boot -------------------------------------------------------------------------------------
+
+def test_a_script_that_failed_to_load_is_retried_by_a_reload(browser: Browser,
+                                                            cluster: RunningCluster) -> None:
+    # Chromium aborts requests in flight (ERR_NETWORK_CHANGED) when a link comes or goes,
+    # as the cluster's pod veths do: a module lost that way must not leave the page on
+    # "Loading miniorch…". Here one module's first fetch fails, later ones get through.
+    context = browser.new_context()
+    try:
+        failed: list[str] = []
+
+        def once(route: Route) -> None:
+            if failed:
+                route.continue_()
+            else:
+                failed.append(route.request.url)
+                route.abort("internetdisconnected")
+        context.route("**/app/components/table.js", once)
+        fresh = context.new_page()
+        fresh.goto(login_link(cluster))
+        expect(fresh.get_by_role("status")).to_have_text(re.compile("Live"), timeout=LIVE)
+        expect(fresh.get_by_text("node-1", exact=True).first).to_be_visible(timeout=LIVE)
+        assert failed, "the module's fetch was never aborted"
+
+        # A module that never loads: a few reloads, then the page says so.
+        context.unroute("**/app/components/table.js")
+        context.route("**/app/components/table.js", lambda r: r.abort("internetdisconnected"))
+        fresh.reload()
+        expect(fresh.get_by_role("alert")).to_contain_text("could not be loaded",
+                                                           timeout=LIVE)
+    finally:
+        context.close()
