@@ -7,85 +7,36 @@ shows up with no reload. Controls are found by their accessible names (the names
 screen reader announces), which is also how a person finds them.
 
 Screenshots of each main page are saved under `test-artifacts/dashboard/` (the README's
-picture comes from there).
+picture comes from there). The browser, the logged-in page and the helpers are in
+`dashboard_support.py`, shared with `test_dashboard_workloads.py`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.conftest import ROOT, RunningCluster, wait_for
+from tests.e2e.conftest import RunningCluster, wait_for
+from tests.e2e.dashboard_support import (
+    LIVE,
+    browser_fixture,  # noqa: F401 (the `browser` fixture)
+    go,
+    login_link,
+    nav,
+    page_fixture,  # noqa: F401 (the `page` fixture)
+    shoot,
+)
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
-LIVE = 15_000
-"""ms a page may take to show a change (the dashboard's goal is well under a second; the
-margin is for a loaded CI machine, not a target)."""
-
-
-def login_link(cluster: RunningCluster) -> str:
-    out = cluster.cli("dashboard", "--no-browser").stdout
-    match = re.search(r"(http://127\.0\.0\.1:\d+/\?token=\S+)", out)
-    assert match, out
-    return match.group(1)
-
-
-def shoot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
 
 
 def kubia_pods(cluster: RunningCluster) -> list[dict[str, Any]]:
     pods = cluster.get_json("pods", "-l", "run=kubia")["items"]
     return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is missing: `make install` installs it")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM))
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture(scope="module")
-def page(browser: Browser, cluster: RunningCluster) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.on("dialog", lambda d: problems.append(f"unexpected dialog: {d.message}"))
-    page.goto(login_link(cluster))
-    try:
-        yield page
-    finally:
-        context.close()
-    # No script error, no CSP violation, no alert() from injected markup, all along.
-    # (Chromium logs every 4xx answer as "Failed to load resource": the 422 and 409 the
-    # tests provoke on purpose are such answers, not errors of the page.)
-    assert not [p for p in problems if "Failed to load resource" not in p], problems
-
-
-def go(page: Page, route: str) -> None:
-    page.goto(page.url.split("#")[0] + "#" + route)
-
-
-def nav(page: Page, name: str) -> None:
-    page.get_by_role("navigation").get_by_role("link", name=name, exact=True).first.click()
 
 
 # ---- access --------------------------------------------------------------------------------

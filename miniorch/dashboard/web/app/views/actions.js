@@ -2,8 +2,9 @@
 // a "<resource>/scale" subresource) and the kind: "Edit" (→ #/edit/…), "Scale"
 // (dialog, PATCH …/scale merge-patch), "Delete" (dialog with "Cascade", DELETE with
 // DeleteOptions), Deployments' "Rollout restart" / "Rollout undo" (as kubectl does
-// them), pods' "Logs" / "Shell" (→ the lead's views). Every failure is shown in a
-// role="alert" region; the live object watch shows every success.
+// them, and refused on a paused Deployment as kubectl refuses them), pods' "Logs" /
+// "Shell" (→ the lead's views). Every failure is shown in a role="alert" region; the
+// live object watch shows every success.
 
 import { html } from "htm/preact";
 import { useState } from "preact/hooks";
@@ -76,7 +77,16 @@ function DeleteDialog({ res, obj, onClose }) {
   </${Dialog}>`;
 }
 
+// kubectl refuses to restart or undo a paused Deployment (the controller would not act
+// on the new template until a resume, so the click would seem to do nothing): so do we.
+function refuseIfPaused(obj, what) {
+  if (obj.spec && obj.spec.paused) {
+    throw new Error(`can't ${what} paused deployment ${obj.metadata.name} (run kubectl rollout resume first)`);
+  }
+}
+
 async function rolloutRestart(res, obj) {
+  refuseIfPaused(obj, "restart");
   await request(pathFor(res, obj.metadata.namespace, obj.metadata.name), {
     method: "PATCH", contentType: MERGE,
     body: { spec: { template: { metadata: { annotations: { "kubectl.kubernetes.io/restartedAt": new Date().toISOString() } } } } },
@@ -87,6 +97,7 @@ const REVISION = "deployment.kubernetes.io/revision";
 
 /** kubectl rollout undo: the owned ReplicaSet of the previous revision's template. */
 async function rolloutUndo(resources, res, obj) {
+  refuseIfPaused(obj, "undo");
   const rsRes = resources.find((r) => r.group === "apps" && r.name === "replicasets");
   const list = await request(pathFor(rsRes, obj.metadata.namespace) + `?labelSelector=${encodeURIComponent(selectorString(obj.spec.selector))}`);
   const owned = list.items.filter((rs) => (rs.metadata.ownerReferences || []).some((o) => o.uid === obj.metadata.uid));
