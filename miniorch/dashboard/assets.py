@@ -6,9 +6,10 @@
 
 There is no bundler: the browser loads ES modules as they are, and an import map turns
 bare names (`preact`, `@xterm/xterm`) into `/vendor/...` paths. The import map has to be
-inline (browsers do not load it from a file), so the Content-Security-Policy allows that
-one script by its SHA-256 and nothing else inline: a label or log line that smuggles
-markup into the page still cannot run script.
+inline (browsers do not load it from a file), and so is the small boot watchdog
+(`app/boot.js`); the Content-Security-Policy allows exactly those two scripts by their
+SHA-256 and nothing else inline: a label or log line that smuggles markup into the page
+still cannot run script.
 
 `make install` runs `npm ci` in `web/`; without it the page says so instead of breaking.
 Paths are resolved inside their root and limited to a few file types, so `..` or a
@@ -56,8 +57,15 @@ class NotInstalled(Exception):
 @dataclass(frozen=True)
 class Page:
     html: bytes
-    script_hash: str
-    """`'sha256-…'` of the inline import map, for the CSP."""
+    script_hashes: tuple[str, ...]
+    """`'sha256-…'` of each inline script (the boot watchdog, the import map), for the CSP."""
+
+
+def _inline_script(text: str, *, kind: str = "") -> tuple[str, str]:
+    """`<script>` markup for `text` and its CSP hash source."""
+    digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+    type_attr = f' type="{kind}"' if kind else ""
+    return f"<script{type_attr}>{text}</script>", f"'sha256-{digest}'"
 
 
 def build_page(web_dir: Path = WEB_DIR) -> Page:
@@ -67,14 +75,17 @@ def build_page(web_dir: Path = WEB_DIR) -> Page:
     if missing:
         raise NotInstalled(f"the dashboard's front-end packages are not installed "
                            f"({', '.join(missing)}): run `make install`")
-    import_map = json.dumps({"imports": IMPORT_MAP}, separators=(",", ":"))
-    digest = base64.b64encode(hashlib.sha256(import_map.encode()).digest()).decode()
+    import_map, map_hash = _inline_script(json.dumps({"imports": IMPORT_MAP},
+                                                     separators=(",", ":")), kind="importmap")
+    # Inline, not a file: the watchdog must not be one more request that a network
+    # change can abort (app/boot.js says why it exists).
+    boot, boot_hash = _inline_script((web_dir / "app" / "boot.js").read_text())
     preloads = "".join(f'<link rel="modulepreload" href="{IMPORT_MAP[name]}">\n'
                        for name in _PRELOAD)
-    template = (web_dir / "index.html").read_text()
-    html = template.replace("<!--importmap-->",
-                            f'<script type="importmap">{import_map}</script>\n{preloads}', 1)
-    return Page(html=html.encode(), script_hash=f"'sha256-{digest}'")
+    html = ((web_dir / "index.html").read_text()
+            .replace("<!--boot-->", boot, 1)
+            .replace("<!--importmap-->", f"{import_map}\n{preloads}", 1))
+    return Page(html=html.encode(), script_hashes=(boot_hash, map_hash))
 
 
 def content_security_policy(page: Page) -> str:
@@ -83,7 +94,7 @@ def content_security_policy(page: Page) -> str:
     # import map. connect-src 'self' covers fetch and the same-host WebSocket.
     return "; ".join((
         "default-src 'none'",
-        f"script-src 'self' {page.script_hash}",
+        f"script-src 'self' {' '.join(page.script_hashes)}",
         "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data:",
         "font-src 'self'",

@@ -133,12 +133,16 @@ async def test_the_page_has_a_strict_csp_matching_its_import_map(tmp_path: Path)
             csp = response.headers["Content-Security-Policy"]
             assert response.headers["X-Frame-Options"] == "DENY"
             assert response.headers["Referrer-Policy"] == "no-referrer"
+        inline = re.findall(r'<script(?: type="importmap")?>(.*?)</script>', html, re.S)
         import_map = re.search(r'<script type="importmap">(.*?)</script>', html, re.S)
-        assert import_map is not None
-        digest = base64.b64encode(hashlib.sha256(import_map.group(1).encode()).digest())
+        assert import_map is not None and len(inline) == 2  # the boot watchdog and the map
+        hashes = " ".join("'sha256-" + base64.b64encode(hashlib.sha256(text.encode())
+                                                        .digest()).decode() + "'"
+                          for text in inline)
         script_src = next(d for d in csp.split("; ") if d.startswith("script-src"))
-        assert script_src == f"script-src 'self' 'sha256-{digest.decode()}'"
+        assert script_src == f"script-src 'self' {hashes}"
         assert "default-src 'none'" in csp and "'unsafe-eval'" not in script_src
+        assert "unsafe-inline" not in script_src
         # Every module the import map names is served, as JavaScript.
         for path in json.loads(import_map.group(1))["imports"].values():
             async with browser.get(site.origin + path) as response:
