@@ -247,6 +247,7 @@ def test_delete_with_cascade_orphan_keeps_the_pod(page: Page, cluster: RunningCl
 # ---- logs --------------------------------------------------------------------------------------
 
 LOOP = "i=0; while true; do echo {p}-$i; i=$((i+1)); sleep 0.5; done"
+MARKUP = '<img src=x onerror="document.title=1"><b>bold</b>'
 TWO_CONTAINERS = {
     "apiVersion": "v1", "kind": "Pod",
     "metadata": {"name": "two-logs", "labels": {"app": "two-logs"}},
@@ -254,7 +255,9 @@ TWO_CONTAINERS = {
         "restartPolicy": "Always",
         "volumes": [{"name": "state", "emptyDir": {}}],
         "containers": [
-            {"name": "alpha", "image": "busybox", "command": ["sh", "-c", LOOP.format(p="a")]},
+            # Its first line is markup: the page must show it as text.
+            {"name": "alpha", "image": "busybox",
+             "command": ["sh", "-c", f"echo '{MARKUP}'; " + LOOP.format(p="a")]},
             # Its first life prints "first-life" and exits; the emptyDir outlives it, so
             # the second life knows it is one and prints b-0, b-1, … for ever.
             {"name": "beta", "image": "busybox",
@@ -293,6 +296,8 @@ def test_logs_of_two_containers_follow_and_previous(page: Page,
         expect(log).to_contain_text("a-", timeout=LIVE)
         lines = log_lines(log)
         assert counters(lines, "a") and not counters(lines, "b"), lines
+        assert MARKUP in lines and log.locator("img, b").count() == 0, lines
+        assert page.title() != "1"
 
         # Follow (on by default): lines written after the page opened arrive.
         last = max(counters(lines, "a"))
