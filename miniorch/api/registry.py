@@ -52,6 +52,7 @@ from miniorch.api.kinds import (
     EVENTS,
     NAMESPACES,
     PODS,
+    SERVICE_ACCOUNTS,
     SERVICES,
     SYSTEM_NAMESPACES,
     Kind,
@@ -91,10 +92,15 @@ class Registry:
     # ---- bootstrap ---------------------------------------------------------------
 
     def ensure_system_objects(self) -> None:
-        """Namespaces that always exist, and the `kubernetes` Service (10.96.0.1)."""
+        """Namespaces that always exist, their `default` ServiceAccounts (what the
+        service-account controller would make at once: pods created before it runs
+        must find theirs), and the `kubernetes` Service (10.96.0.1)."""
         for ns in SYSTEM_NAMESPACES:
             if self.store.try_get(NAMESPACES, "", ns) is None:
                 self.create(NAMESPACES, {"metadata": {"name": ns}})
+            if self.store.try_get(SERVICE_ACCOUNTS, ns, "default") is None:
+                self.create(SERVICE_ACCOUNTS, {"metadata": {"name": "default",
+                                                            "namespace": ns}})
         if self.store.try_get(SERVICES, "default", "kubernetes") is None:
             first = ipaddress.ip_network(self.network.service_cidr).network_address + 1
             self.create(SERVICES, {

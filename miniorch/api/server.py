@@ -2,6 +2,8 @@
 official Python client and miniorch's own CLI.
 
     client ──TLS──► aiohttp ──► _errors ──► _auth (Bearer token) ──► _dispatch
+                                                  │ the admin token, or a service-account
+                                                  │ JWT (satokens.py) → authn.CALLER
                                                                         │
      /version /healthz /api /apis /openapi/v3   (discovery, from registry.kinds)
      /api/v1/[watch/][namespaces/<ns>/]<plural>[/<name>[/<subresource>]]
@@ -11,6 +13,7 @@ official Python client and miniorch's own CLI.
               ?watch=true ─► server_watch     pods/log ─► server_logs
               pods/exec ─► server_exec        pods/binding, pods/eviction, */scale, */status
               pods/portforward ─► server_portforward
+              serviceaccounts/token ─► satokens (TokenRequest)
 
 Invariants:
 - Every body is JSON with `kind` and `apiVersion`; every error is a `Status` from
@@ -23,6 +26,12 @@ Invariants:
   else JSON (also when protobuf is preferred, as `describe` does).
 - The server owns no state of its own besides the token and the set of open streams
   (cancelled at shutdown so a graceful stop never waits on a watching client).
+- Authentication only, no authorisation: a service account may do what the admin may
+  (no RBAC yet); `auth whoami` and `auth can-i` say who the caller is and why.
+- Pods reach the API through the `kubernetes` Service: as root the server also listens
+  on the bridge's gateway address (the Service's Endpoints, which the server writes
+  at start as kube-apiserver's endpoint reconciler does). Without root there is no
+  bridge: pods are host processes and reach the loopback address instead.
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from miniorch.api import kubeconfig, tls
+from miniorch.api import authn, kubeconfig, satokens, tls
 from miniorch.api.errors import (
     ApiError,
     BadRequest,
@@ -48,7 +57,7 @@ from miniorch.api.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from miniorch.api.kinds import PODS, Kind, Resource
+from miniorch.api.kinds import ENDPOINTS, PODS, SERVICE_ACCOUNTS, SERVICES, Kind, Resource
 from miniorch.api.openapi import (
     OPENAPI_V2_PROTOBUF,
     openapi_v2_document,
@@ -95,11 +104,14 @@ AUTH_PROTOCOL_PREFIX = "base64url.bearer.authorization.k8s.io."
 # ---- wiring -------------------------------------------------------------------------
 
 def build_app(*, settings: Settings, registry: Registry, clock: Clock, token: str,
-              spawn_exec: ExecSpawner | None = None) -> web.Application:
+              spawn_exec: ExecSpawner | None = None,
+              tokens: satokens.ServiceAccountTokens | None = None) -> web.Application:
     """The aiohttp application (tests run it with aiohttp's TestServer). `spawn_exec`
-    starts `pods/exec` processes: by default inside the pod's sandbox."""
+    starts `pods/exec` processes: by default inside the pod's sandbox. `tokens` signs
+    and checks service-account tokens: by default with the key under `tls_dir`."""
     ctx = ApiContext(settings=settings, registry=registry, clock=clock, token=token,
-                     spawn_exec=spawn_exec or sandbox_spawner(settings))
+                     spawn_exec=spawn_exec or sandbox_spawner(settings),
+                     tokens=tokens or satokens.ServiceAccountTokens.load(settings.tls_dir))
     app = web.Application(middlewares=[_errors_middleware, _auth_middleware],
                           client_max_size=settings.max_request_bytes)
     app[CONTEXT] = ctx
@@ -119,8 +131,12 @@ class ApiServer:
     """
 
     def __init__(self, *, settings: Settings, registry: Registry, clock: Clock,
-                 spawn_exec: ExecSpawner | None = None) -> None:
+                 spawn_exec: ExecSpawner | None = None, pod_gateway: str | None = None
+                 ) -> None:
+        """`pod_gateway`: the bridge's host address (as root), where pods reach the API
+        through the `kubernetes` Service; None without a bridge."""
         self.settings = settings
+        self.pod_gateway = pod_gateway
         self.registry = registry
         self.clock = clock
         self.spawn_exec = spawn_exec
@@ -136,8 +152,11 @@ class ApiServer:
                   ) -> None:
         settings = self.settings
         first_cluster_ip = str(ipaddress.ip_network(settings.network.service_cidr)[1])
+        ips = [settings.api_host, first_cluster_ip]
+        if self.pod_gateway:
+            ips.append(self.pod_gateway)
         material = await anyio.to_thread.run_sync(partial(
-            tls.ensure_tls, settings.tls_dir, ips=[settings.api_host, first_cluster_ip]))
+            tls.ensure_tls, settings.tls_dir, ips=ips))
         self.material = material
         app = build_app(settings=settings, registry=self.registry, clock=self.clock,
                         token=material.token, spawn_exec=self.spawn_exec)
@@ -155,6 +174,17 @@ class ApiServer:
                               "cluster running? choose another port with --api-port)"
                               ) from exc
             self.port = _bound_port(runner, settings.api_port)
+            if self.pod_gateway and self.pod_gateway != settings.api_host:
+                inner = web.TCPSite(runner, self.pod_gateway, self.port,
+                                    ssl_context=material.server_ssl_context(),
+                                    reuse_address=True)
+                try:
+                    await inner.start()
+                except OSError as exc:
+                    raise OSError(exc.errno, f"cannot serve the API to pods on "
+                                  f"{self.pod_gateway}:{self.port}: {exc.strerror or exc}"
+                                  ) from exc
+            publish_api_endpoints(self.registry, self.pod_gateway or "127.0.0.1", self.port)
             await anyio.to_thread.run_sync(partial(
                 kubeconfig.write_kubeconfig, settings.kubeconfig_path,
                 server=self.url if settings.api_host not in ("0.0.0.0", "::")
@@ -166,6 +196,35 @@ class ApiServer:
         finally:
             with anyio.CancelScope(shield=True):
                 await runner.cleanup()
+
+
+def publish_api_endpoints(registry: Registry, address: str, port: int) -> None:
+    """`default/kubernetes`: its Endpoints name the address pods reach the API on, and
+    the Service's targetPort follows the port bound (kube-apiserver's endpoint
+    reconciler). The Service has no selector, so the Endpoints controller leaves them
+    alone."""
+    service = registry.try_get(SERVICES, "default", "kubernetes")
+    if service is None:
+        return
+    ports = (service.get("spec") or {}).get("ports") or []
+    if any(p.get("targetPort") != port for p in ports):
+        def retarget(svc: Obj) -> None:
+            for p in svc["spec"].get("ports") or []:
+                p["targetPort"] = port
+        registry.mutate(SERVICES, "default", "kubernetes", retarget)
+    endpoints: Obj = {
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": address}],
+                     "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}
+    current = registry.try_get(ENDPOINTS, "default", "kubernetes")
+    if current is None:
+        registry.create(ENDPOINTS, endpoints)
+    elif current.get("subsets") != endpoints["subsets"]:
+        def put(obj: Obj) -> None:
+            obj["subsets"] = endpoints["subsets"]
+            obj["metadata"].setdefault("labels", {}).update(endpoints["metadata"]["labels"])
+        registry.mutate(ENDPOINTS, "default", "kubernetes", put)
 
 
 def _url_host(host: str) -> str:
@@ -218,8 +277,17 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
                     presented = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
                 except ValueError:
                     presented = ""
-    if not presented or not secrets.compare_digest(presented.encode(), token.encode()):
+    if presented and secrets.compare_digest(presented.encode(), token.encode()):
+        user: authn.UserInfo | None = authn.ADMIN
+    elif presented.count(".") == 2:
+        ctx = request.app[CONTEXT]
+        user = ctx.tokens.authenticate(ctx.registry, presented, ctx.clock.now().timestamp())
+    else:
+        user = None
+    if user is None:
         raise Unauthorized("Unauthorized")
+    # This request's own task: the reviews read it (authn.CALLER).
+    authn.CALLER.set(user)
     return await handler(request)
 
 
@@ -337,6 +405,10 @@ async def _resource_request(request: web.Request, ctx: ApiContext, group: str, v
         raise _not_allowed()
     if sub == "scale" and kind.scale is not None:
         return await _scale(request, ctx, resource, ns, name)
+    if sub == "token" and resource == SERVICE_ACCOUNTS:
+        if method != "POST":
+            raise _not_allowed()
+        return await _token_request(request, ctx, ns, name)
     connect = {c.name for c in kind.connect}
     if sub in connect and resource == PODS:
         handler, methods = _POD_CONNECT[sub]
@@ -681,6 +753,18 @@ async def _scale(request: web.Request, ctx: ApiContext, resource: Resource, name
                                                dry_run=_dry_run(request)))
 
 
+async def _token_request(request: web.Request, ctx: ApiContext, namespace: str,
+                         name: str) -> web.Response:
+    """serviceaccounts/token: a TokenRequest answered with a signed token (never stored,
+    so `dryRun` changes nothing but leaving the token out)."""
+    body = await _read_object(request, ctx)
+    answered = ctx.tokens.request_token(ctx.registry, namespace, name, body,
+                                        now=ctx.clock.now().timestamp())
+    if _dry_run(request):
+        answered["status"]["token"] = ""
+    return json_response(answered, status=201)
+
+
 async def _bind(request: web.Request, ctx: ApiContext, namespace: str,
                 name: str) -> web.Response:
     binding = await _read_object(request, ctx)
@@ -714,4 +798,4 @@ _POD_CONNECT: dict[str, tuple[ConnectHandler, tuple[str, ...]]] = {
 }
 """The pods' connect subresources (declared in kinds/pod.py) and their handlers."""
 
-__all__ = ["ApiServer", "build_app"]
+__all__ = ["ApiServer", "build_app", "publish_api_endpoints"]

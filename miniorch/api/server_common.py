@@ -32,6 +32,7 @@ from miniorch.core.objects import Obj
 from miniorch.core.settings import Settings
 
 if TYPE_CHECKING:
+    from miniorch.api.satokens import ServiceAccountTokens
     from miniorch.api.server_exec import ExecSpawner
 
 
@@ -43,6 +44,8 @@ class ApiContext:
     token: str
     spawn_exec: ExecSpawner
     """Starts `pods/exec` processes (inside the pod's sandbox, or locally in tests)."""
+    tokens: ServiceAccountTokens
+    """Signs and checks service-account tokens (satokens.py)."""
     streams: set[anyio.CancelScope] = field(default_factory=set)
 
     @contextmanager

@@ -322,8 +322,29 @@ def _volumes(out: _Out, volumes: list[Obj] | None, *, space: str = "") -> None:
             out.w(2, "Type:\tEmptyDir (a temporary directory that shares a pod's lifetime)\n"
                      f"    Medium:\t{e.get('medium', '')}\n"
                      f"    SizeLimit:\t{e.get('sizeLimit') or '<unset>'}\n")
+        elif v.get("projected") is not None:
+            # kubectl's printProjectedVolumeSource (`optional` is a *bool: <nil> unset).
+            out.w(2, "Type:\tProjected (a volume that contains injected data from multiple "
+                     "sources)\n")
+            for source in v["projected"].get("sources") or []:
+                if source.get("secret") is not None:
+                    out.w(2, f"SecretName:\t{source['secret'].get('name', '')}\n"
+                             f"    SecretOptionalName:\t{_go_bool(source['secret'])}\n")
+                elif source.get("downwardAPI") is not None:
+                    out.w(2, "DownwardAPI:\ttrue\n")
+                elif source.get("configMap") is not None:
+                    out.w(2, f"ConfigMapName:\t{source['configMap'].get('name', '')}\n"
+                             f"    ConfigMapOptional:\t{_go_bool(source['configMap'])}\n")
+                elif source.get("serviceAccountToken") is not None:
+                    seconds = source["serviceAccountToken"].get("expirationSeconds", 3600)
+                    out.w(2, f"TokenExpirationSeconds:\t{seconds}\n")
         else:
             out.w(1, "<unknown>\n")
+
+
+def _go_bool(source: Obj) -> str:
+    optional = source.get("optional")
+    return "<nil>" if optional is None else str(bool(optional)).lower()
 
 
 def qos_class(pod: Obj) -> str:

@@ -142,7 +142,11 @@ class Cluster:
         settings = self.settings
         # The API server makes (or reuses) the CA, certificate and token, and writes
         # the kubeconfig once its port is bound.
-        api = ApiServer(settings=settings, registry=registry, clock=self.clock)
+        # As root it also listens on the bridge's gateway: pods reach it there through
+        # the `kubernetes` Service. Rootless has no bridge (nor ClusterIPs): pods see
+        # KUBERNETES_SERVICE_HOST but cannot reach it.
+        api = ApiServer(settings=settings, registry=registry, clock=self.clock,
+                        pod_gateway=host_network.gateway_ip if host_network else None)
         await tg.start(api.run)
         self.report(f"API server listening at {settings.api_url} "
                     f"({self.times.mark('api'):.2f}s)")

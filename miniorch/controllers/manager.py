@@ -72,7 +72,8 @@ class ControllerManager:
         self.cronjobs = cronjob_controller(registry, clock=self.clock, informers=shared)
         self.endpoints = endpoints_controller(registry, informers=shared)
         self.garbage_collector = garbage_collector(registry, informers=shared)
-        self.service_accounts = service_accounts_controller(registry, informers=shared)
+        self.service_accounts = service_accounts_controller(
+            registry, informers=shared, ca_path=settings.tls_dir / "ca.crt")
         self.namespaces = namespace_controller(registry, informers=shared)
         self.node_lifecycle = NodeLifecycleController(registry, settings, self.clock,
                                                       period=node_check_period)

@@ -1,6 +1,7 @@
 """A container's environment, from its pod spec, as kubelet's makeEnvironmentVariables.
 
-    image env + HOSTNAME ─┐
+    image env + service env (service_env: the namespace's Services and `kubernetes`)
+      + HOSTNAME ─┐
     envFrom (in order: configMapRef / secretRef, prefix, optional) ─┤
     env (in order: value with $(VAR) expansion, or valueFrom:     ├─► container_env()
          configMapKeyRef / secretKeyRef / fieldRef / resourceFieldRef)┘      │
@@ -268,9 +269,69 @@ def referenced_names(pod: Obj) -> tuple[set[str], set[str]]:
             config_maps.add(str(volume["configMap"].get("name") or ""))
         if volume.get("secret"):
             secrets.add(str(volume["secret"].get("secretName") or ""))
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if (source or {}).get("configMap"):
+                config_maps.add(str(source["configMap"].get("name") or ""))
+            if (source or {}).get("secret"):
+                secrets.add(str(source["secret"].get("name") or ""))
     return config_maps, secrets
+
+
+MASTER_SERVICES = ("kubernetes",)
+"""Services of the `default` namespace every pod gets variables for (kubelet's
+masterServices), even with `enableServiceLinks: false`."""
+
+
+def _env_name(service: str) -> str:
+    return service.upper().replace("-", "_")
+
+
+def service_env(pod: Obj, services: list[Obj]) -> dict[str, str]:
+    """kubelet's getServiceEnvVarMap + envvars.FromServices: `<SVC>_SERVICE_HOST`,
+    `_SERVICE_PORT[_<NAME>]` and the Docker-link `<SVC>_PORT*` variables, for the
+    Services of the pod's namespace (with `enableServiceLinks`, the default) and the
+    `kubernetes` Service of `default`. Services without a ClusterIP (headless,
+    ExternalName) have none. `services`: those of the pod's namespace and `default`."""
+    namespace = namespace_of(pod)
+    links = (pod.get("spec") or {}).get("enableServiceLinks") is not False
+    chosen: dict[str, Obj] = {}
+    for service in services:
+        meta = service.get("metadata") or {}
+        ip = str((service.get("spec") or {}).get("clusterIP") or "")
+        if not ip or ip == "None":
+            continue
+        name = str(meta.get("name") or "")
+        if (meta.get("namespace") or "default") == "default" and name in MASTER_SERVICES:
+            chosen.setdefault(name, service)
+        elif meta.get("namespace") == namespace and links:
+            chosen[name] = service
+    env: dict[str, str] = {}
+    for name in sorted(chosen):
+        spec = chosen[name].get("spec") or {}
+        ip = str(spec["clusterIP"])
+        prefix = _env_name(name)
+        ports = [p for p in spec.get("ports") or [] if isinstance(p, dict)]
+        env[f"{prefix}_SERVICE_HOST"] = ip
+        for i, port in enumerate(ports):
+            number = str(port.get("port"))
+            if i == 0:
+                env[f"{prefix}_SERVICE_PORT"] = number
+            if port.get("name"):
+                env[f"{prefix}_SERVICE_PORT_{_env_name(str(port['name']))}"] = number
+        for i, port in enumerate(ports):
+            protocol = str(port.get("protocol") or "TCP")
+            number = str(port.get("port"))
+            url = f"{protocol.lower()}://{ip}:{number}"
+            if i == 0:
+                env[f"{prefix}_PORT"] = url
+            link = f"{prefix}_PORT_{number}_{protocol.upper()}"
+            env[link] = url
+            env[f"{link}_PROTO"] = protocol.lower()
+            env[f"{link}_PORT"] = number
+            env[f"{link}_ADDR"] = ip
+    return env
 
 
 __all__ = ["ConfigError", "EnvResult", "PodFacts", "Sources", "container_env",
            "decode_secret_value", "expand", "field_value", "referenced_names",
-           "resource_value", "skipped_message"]
+           "resource_value", "service_env", "skipped_message"]

@@ -33,6 +33,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from miniorch.api.errors import ApiError, NotFound
 from miniorch.api.kinds import LEASES, NODES, PODS
 from miniorch.api.registry import Registry
+from miniorch.api.satokens import ServiceAccountTokens
 from miniorch.core.clock import Clock, rfc3339, rfc3339_micro
 from miniorch.core.dialer import Dialer
 from miniorch.core.objects import NodeName, Obj, ObjectUid, uid_of
@@ -85,7 +86,7 @@ class Kubelet:
             ipam=IpAllocator(self.pod_cidr), events=self.events,
             start_slots=anyio.CapacityLimiter(self.config.parallel_pod_starts),
             gateway=str(cluster.network_address + 1), prefix_len=cluster.prefixlen,
-            dialer=dialer)
+            dialer=dialer, tokens=ServiceAccountTokens.load(settings.tls_dir))
         self.informers = informers or SharedInformerFactory(registry)
         self._own_informers = informers is None
         self.workers: dict[ObjectUid, PodWorker] = {}

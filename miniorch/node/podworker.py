@@ -46,8 +46,9 @@ import anyio
 import structlog
 
 from miniorch.api.errors import ApiError, Conflict, NotFound
-from miniorch.api.kinds import PODS
+from miniorch.api.kinds import PODS, SERVICES
 from miniorch.api.registry import Registry
+from miniorch.api.satokens import ServiceAccountTokens
 from miniorch.core import podfiles
 from miniorch.core.clock import Clock, rfc3339
 from miniorch.core.dialer import Dialer
@@ -70,13 +71,20 @@ from miniorch.node.cri import (
     RuntimeSandbox,
     SandboxConfig,
 )
-from miniorch.node.envvars import ConfigError, PodFacts, container_env, expand, skipped_message
+from miniorch.node.envvars import (
+    ConfigError,
+    PodFacts,
+    container_env,
+    expand,
+    service_env,
+    skipped_message,
+)
 from miniorch.node.events import EventSink
 from miniorch.node.ipam import IpAllocator
 from miniorch.node.mailbox import Mailbox, PodUpdate
 from miniorch.node.probes import ExecFn, ProbeSpec, run_probe
 from miniorch.node.status import ContainerView, phase, pod_status
-from miniorch.node.volumes import PodVolumes, VolumeError
+from miniorch.node.volumes import PodVolumes, TokenError, VolumeError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +107,9 @@ class NodeContext:
     dialer: Dialer | None = None
     """How probes reach pod IPs (None: plain TCP; rootless mode: through the pod's
     shim, see core.dialer)."""
+    tokens: ServiceAccountTokens | None = None
+    """Issues the pods' projected service-account tokens (the TokenRequest a kubelet
+    would send, made in process); None: pods get no token (FailedMount)."""
 
 
 class _StalePod(Exception):
@@ -141,10 +152,13 @@ def container_argv(container: Obj, image: ImageInfo, env: dict[str, str]) -> tup
     return tuple(str(a) for a in argv)
 
 
-def base_env(image: ImageInfo, pod: Obj) -> dict[str, str]:
-    """What a container's env starts from: PATH, the image's ENV, HOSTNAME."""
+def base_env(image: ImageInfo, pod: Obj, services: dict[str, str] | None = None
+             ) -> dict[str, str]:
+    """What a container's env starts from: PATH, the image's ENV, the Services'
+    variables (envvars.service_env; the spec's env and envFrom override them, as
+    kubelet only adds those not already set), HOSTNAME."""
     return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            **image.env, "HOSTNAME": pod_hostname(pod)}
+            **image.env, **(services or {}), "HOSTNAME": pod_hostname(pod)}
 
 
 def pod_hostname(pod: Obj) -> str:
@@ -240,7 +254,8 @@ class PodWorker:
         self._all_ready = anyio.Event()
         self.config = ConfigWatch(ctx.registry, pod)
         """The ConfigMaps and Secrets the pod references (env, envFrom, volumes)."""
-        self.volumes = PodVolumes(pod, self.pod_dir, self.config)
+        self.volumes = PodVolumes(pod, self.pod_dir, self.config, tokens=self._issue_token,
+                                  now=lambda: ctx.clock.now().timestamp())
         self.config.on_change(self._refresh_volumes)
 
     # ---- lifecycle ---------------------------------------------------------------
@@ -250,6 +265,8 @@ class PodWorker:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.config.run)
                 tg.start_soon(self._live)
+                if self.volumes.has_tokens:
+                    tg.start_soon(self._renew_tokens)
                 kill = await self._until_kill()
                 await self._stop_containers(self._kill_grace(kill), reason="Killing")
                 # Back-off sleeps, image retries, a sandbox being retried: all moot now.
@@ -266,6 +283,35 @@ class PodWorker:
                 grace = min(self._spec_grace(), self.ctx.config.shutdown_grace_cap)
                 await self._teardown(grace=grace)
                 self._remove_pod_dir(keep_logs=True)
+
+    def _issue_token(self, audience: str, seconds: int) -> tuple[str, float]:
+        """A token bound to this pod (kubelet's TokenRequest with boundObjectRef)."""
+        tokens = self.ctx.tokens
+        if tokens is None:
+            raise TokenError("no service-account token issuer on this node")
+        spec = self.pod.get("spec") or {}
+        account = str(spec.get("serviceAccountName") or "default")
+        request = {"spec": {"audiences": [audience] if audience else [],
+                            "expirationSeconds": seconds,
+                            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1",
+                                               "name": self.name, "uid": self.uid}}}
+        try:
+            answered = tokens.request_token(self.ctx.registry, self.namespace, account,
+                                            request, now=self.ctx.clock.now().timestamp())
+        except ApiError as exc:
+            raise TokenError(str(exc)) from exc
+        status = answered["status"]
+        spec_seconds = int(answered["spec"]["expirationSeconds"])
+        return str(status["token"]), self.ctx.clock.now().timestamp() + spec_seconds
+
+    async def _renew_tokens(self) -> None:
+        """Rewrite projected volumes when their token is due (80 % of its life)."""
+        while True:
+            due = self.volumes.next_token_refresh()
+            wait = 5.0 if due is None else max(due - self.ctx.clock.now().timestamp(), 1.0)
+            await anyio.sleep(wait)
+            if due is not None and self.ctx.clock.now().timestamp() >= due:
+                self._refresh_volumes()
 
     async def _until_kill(self) -> PodUpdate:
         while True:
@@ -512,7 +558,8 @@ class PodWorker:
                              storage_path=settings.home))
         while True:
             try:
-                result = container_env(container, self.pod, base=base_env(image, self.pod),
+                result = container_env(container, self.pod,
+                                       base=base_env(image, self.pod, self._service_env()),
                                        sources=self.config, facts=facts)
             except ConfigError as exc:
                 view.state = {"waiting": {"reason": "CreateContainerConfigError",
@@ -528,6 +575,14 @@ class PodWorker:
                 self._event("Warning", "InvalidEnvironmentVariableNames",
                             skipped_message(kind, where, names))
             return result.env
+
+    def _service_env(self) -> dict[str, str]:
+        registry = self.ctx.registry
+        services = registry.list(SERVICES, self.namespace, shared=True)[0]
+        if self.namespace != "default":
+            master = registry.try_get(SERVICES, "default", "kubernetes")
+            services = [*services, *([master] if master else [])]
+        return service_env(self.pod, services)
 
     async def _supervise(self, container: Obj) -> None:
         name = str(container.get("name"))

@@ -1,10 +1,12 @@
-"""Every namespace gets a `default` ServiceAccount, and keeps it."""
+"""Every namespace gets a `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap,
+and keeps them."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from miniorch.api.kinds import NAMESPACES, SERVICE_ACCOUNTS
+from miniorch.api.kinds import CONFIGMAPS, NAMESPACES, SERVICE_ACCOUNTS
 from miniorch.controllers.serviceaccounts import service_accounts_controller
 
 
@@ -28,3 +30,27 @@ async def test_default_service_account_in_every_namespace(cluster: Any,
             and sa["metadata"]["uid"] != uid and sa, SERVICE_ACCOUNTS)
         assert back["metadata"]["name"] == "default"
         assert registry.try_get(SERVICE_ACCOUNTS, "team-a", "robot") is not None
+
+
+async def test_every_namespace_gets_the_cluster_ca_as_kube_root_ca(cluster: Any,
+                                                                   run_actors: Any,
+                                                                   tmp_path: Path) -> None:
+    registry = cluster.registry
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+
+    def bundle(ns: str) -> Any:
+        cm = registry.try_get(CONFIGMAPS, ns, "kube-root-ca.crt")
+        return cm is not None and cm.get("data") == {"ca.crt": ca.read_text()} and cm
+
+    async with run_actors(service_accounts_controller(registry, ca_path=ca).run):
+        cm = await cluster.wait_until(lambda: bundle("default"), CONFIGMAPS)
+        assert "kube-apiserver" in cm["metadata"]["annotations"]["kubernetes.io/description"]
+        registry.create(NAMESPACES, {"metadata": {"name": "team-b"}})
+        await cluster.wait_until(lambda: bundle("team-b"), CONFIGMAPS)
+        # Edited or deleted, it is put back.
+        registry.mutate(CONFIGMAPS, "team-b", "kube-root-ca.crt",
+                        lambda obj: {**obj, "data": {"ca.crt": "forged"}})
+        await cluster.wait_until(lambda: bundle("team-b"), CONFIGMAPS)
+        registry.delete(CONFIGMAPS, "team-b", "kube-root-ca.crt")
+        await cluster.wait_until(lambda: bundle("team-b"), CONFIGMAPS)

@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 
+from miniorch.api import tls
 from miniorch.api.kinds import PODS, RESOURCES
 from miniorch.api.registry import Registry
 from miniorch.api.store import Store
@@ -50,6 +51,8 @@ async def _run_cluster_actors(tmp_path: Path, run_actors: Any, bridge: str,
     store = Store(None)
     registry = Registry(store, network=settings.network)
     registry.ensure_system_objects()
+    # The CA the API server would make: published as kube-root-ca.crt for pods' tokens.
+    tls.ensure_tls(settings.tls_dir)
     runtime = ProcessRuntime(images())
     informers = SharedInformerFactory(registry)
     first = random.randrange(10, 240)

@@ -19,7 +19,8 @@ from typing import Any
 import anyio
 import pytest
 
-from miniorch.api.kinds import EVENTS, PODS
+from miniorch.api import tls
+from miniorch.api.kinds import CONFIGMAPS, EVENTS, PODS
 from miniorch.api.registry import Registry
 from miniorch.api.store import Store
 from miniorch.core.clock import SystemClock
@@ -79,6 +80,7 @@ async def running_kubelet(registry: Registry, settings: Settings, runtime: Conta
     name = name or f"node-{secrets.token_hex(3)}"
     kubelet = Kubelet(name=NodeName(name), index=index, registry=registry, settings=settings,
                       clock=SystemClock(), runtime=runtime, config=config)
+    publish_root_ca(registry, settings)
     async with anyio.create_task_group() as tg:
         await tg.start(kubelet.run)
         try:
@@ -87,6 +89,16 @@ async def running_kubelet(registry: Registry, settings: Settings, runtime: Conta
             tg.cancel_scope.cancel()
     if isinstance(runtime, ProcessRuntime):
         assert runtime.live_processes() == [], "pods left running after kubelet stop"
+
+
+def publish_root_ca(registry: Registry, settings: Settings, namespace: str = "default") -> None:
+    """What the service-account controller does (no controllers run here): the cluster
+    CA as `kube-root-ca.crt`, which every pod's projected API-access volume reads."""
+    if registry.try_get(CONFIGMAPS, namespace, "kube-root-ca.crt") is None:
+        material = tls.ensure_tls(settings.tls_dir)
+        registry.create(CONFIGMAPS, {"metadata": {"name": "kube-root-ca.crt",
+                                                  "namespace": namespace},
+                                     "data": {"ca.crt": material.ca_pem.decode()}})
 
 
 def make_pod(registry: Registry, node: str, *, name: str | None = None,

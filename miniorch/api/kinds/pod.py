@@ -1,6 +1,7 @@
 """Pod (core/v1): the unit the scheduler binds and a node runs.
 
     create/update ─► _default (phase Pending, qosClass, pod-spec defaults) ─► _validate
+    create ─► _prepare: the ServiceAccount admission plugin (kinds/serviceaccount.py)
     pods/binding ─► bind(): nodeName + PodScheduled in ONE write (BindingREST)
     DELETE of a bound pod ─► graceful: deletionTimestamp; the node stops the sandbox,
                               then deletes with grace 0
@@ -18,7 +19,8 @@ from typing import Any
 
 from miniorch.api.defaults import pod_spec, qos_class
 from miniorch.api.errors import Cause, Conflict, Invalid
-from miniorch.api.kinds.base import Kind, Subresource
+from miniorch.api.kinds.base import Kind, Subresource, WriteContext
+from miniorch.api.kinds.serviceaccount import admit_pod
 from miniorch.api.resource import Resource
 from miniorch.api.schema import CORE
 from miniorch.api.tables import (
@@ -370,8 +372,14 @@ def bind(pod: Obj, *, node: str, uid: str | None, now: str) -> None:
     status["conditions"] = conditions
 
 
+def _prepare(ctx: WriteContext, pod: Obj, old: Obj | None) -> None:
+    if old is None:
+        admit_pod(ctx, pod)
+
+
 POD = Kind(
     resource=PODS, definitions=DEFINITIONS, default=_default, validate=_validate,
+    prepare=_prepare,
     columns=COLUMNS, cells=pod_cells, status_subresource=True, returns_deleted=True,
     graceful_delete=grace_period,
     connect=(

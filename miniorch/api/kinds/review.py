@@ -7,10 +7,13 @@
     Registry.create ─► Kind.answer_request: type check → validate → `answer` hook
                        (no defaulting of metadata, no name, no store write)
 
-miniorch has one user, the cluster admin its kubeconfig names (authenticated by the
-bearer token); kube-apiserver would let that user (group `system:masters`, bound to
-the `cluster-admin` ClusterRole) do anything, so every access review is allowed, with
-the RBAC authorizer's reason, and the rules review lists `*` on everything.
+Two kinds of callers (authn.CALLER, set by the server's authentication): the
+cluster admin its kubeconfig names (the static bearer token), whom kube-apiserver
+would let do anything (group `system:masters`, bound to the `cluster-admin`
+ClusterRole), and service accounts (their pods' tokens). miniorch has no RBAC yet:
+a service account may do what the admin may. The answers say so instead of
+pretending: `whoami` names the real user and groups, an access review is allowed
+with the reason why (the RBAC one for the admin, "no authorization" otherwise).
 
 Invariants: a review's Resource serves only `create` (the server answers 405 to any
 other verb); the answer echoes the request's spec and adds `status`.
@@ -20,9 +23,9 @@ from __future__ import annotations
 
 import copy
 
+from miniorch.api.authn import ADMIN, CALLER
 from miniorch.api.errors import Cause
 from miniorch.api.kinds.base import Kind, WriteContext
-from miniorch.api.kubeconfig import USER
 from miniorch.api.resource import Resource
 from miniorch.api.validation import required
 from miniorch.core.objects import Obj, as_dict
@@ -43,9 +46,10 @@ SELF_SUBJECT_REVIEWS = Resource(
     singular="selfsubjectreview", kind="SelfSubjectReview", namespaced=False,
     verbs=("create",))
 
-ADMIN_GROUPS = ("system:masters", "system:authenticated")
 ALLOWED_REASON = ('RBAC: allowed by ClusterRoleBinding "cluster-admin" of ClusterRole '
                   '"cluster-admin" to Group "system:masters"')
+UNRESTRICTED_REASON = ("miniorch has no RBAC: every authenticated user, service accounts "
+                       "included, may do everything the cluster admin may")
 
 _REVIEW = {"apiVersion": "string", "kind": "string", "metadata": "ObjectMeta"}
 
@@ -102,7 +106,8 @@ def _validate_access(review: Obj, old: Obj | None) -> list[Cause]:
 
 
 def _access_review(ctx: WriteContext, review: Obj) -> Obj:
-    return _answer(review, {"allowed": True, "reason": ALLOWED_REASON})
+    reason = ALLOWED_REASON if CALLER.get() == ADMIN else UNRESTRICTED_REASON
+    return _answer(review, {"allowed": True, "reason": reason})
 
 
 def _rules_review(ctx: WriteContext, review: Obj) -> Obj:
@@ -120,7 +125,7 @@ def _rules_review(ctx: WriteContext, review: Obj) -> Obj:
 
 
 def _whoami(ctx: WriteContext, review: Obj) -> Obj:
-    return _answer(review, {"userInfo": {"username": USER, "groups": list(ADMIN_GROUPS)}})
+    return _answer(review, {"userInfo": CALLER.get().to_obj()})
 
 
 SELF_SUBJECT_ACCESS_REVIEW = Kind(resource=SELF_SUBJECT_ACCESS_REVIEWS,
