@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import psutil
 import pytest
 
-from miniorch.cluster.machine_lock import MachineLock
+from miniorch.cluster.machine_lock import ClusterRunningElsewhere, MachineLock
 from tests.leakcheck import LeakChecker
 
 T = TypeVar("T")
@@ -133,5 +133,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster
             os.kill(pid, 9)
         assert down.returncode == 0, f"down failed:\n{down.stdout}\n{down.stderr}"
         assert pid is None or not psutil.pid_exists(pid), "the cluster process outlived down"
-        assert not _cluster_leftovers(), f"down left: {_cluster_leftovers()}"
+        # Checked holding the machine's slot: a developer's cluster waiting for it could
+        # otherwise start in between, and its bridge would look like our leftover.
+        slot = MachineLock()
+        try:
+            slot.acquire(home)
+        except ClusterRunningElsewhere:
+            pass  # another cluster took the machine the moment ours left: not ours to judge
+        else:
+            try:
+                assert not _cluster_leftovers(), f"down left: {_cluster_leftovers()}"
+            finally:
+                slot.release()
         checker.check(timeout=5)
