@@ -175,9 +175,17 @@ class Cluster:
             # bridge for pods to reach it by: no DNS there (dns/server.py).
             dns = DnsServer(registry=registry, settings=settings, informers=informers,
                             listen_host=settings.dns.listen_host or host_network.gateway_ip)
-            dns_port = await tg.start(dns.run)
-            self.report(f"cluster DNS at {dns.listen_host}:{dns_port} "
-                        f"(kube-dns {settings.dns.service_ip})")
+            try:
+                dns_port = await tg.start(dns.run)
+            except OSError as exc:
+                # Port 53 taken (a dnsmasq on 0.0.0.0:53): the cluster still runs, as
+                # Kubernetes does with CoreDNS down, and says what is missing.
+                self.report(f"WARNING: cluster DNS not started: {dns.listen_host}:"
+                            f"{settings.dns.port}: {exc.strerror or exc}; pods cannot "
+                            "resolve Service names")
+            else:
+                self.report(f"cluster DNS at {dns.listen_host}:{dns_port} "
+                            f"(kube-dns {settings.dns.service_ip})")
         await tg.start(ControllerManager(registry=registry, settings=settings,
                                          clock=self.clock, informers=informers).run)
         runtime, dialer = runtime_for_mode(self.mode, images)

@@ -69,9 +69,16 @@ class FakeUpstream:
         return response.to_wire(max_size=limit, prefer_truncation=True)
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[int]) -> None:
-        udp = await anyio.create_udp_socket(local_host=HOST, local_port=0)
-        self.port = int(udp.extra(anyio.abc.SocketAttribute.local_port))
-        tcp = await anyio.create_tcp_listener(local_host=HOST, local_port=self.port)
+        for _attempt in range(20):
+            udp = await anyio.create_udp_socket(local_host=HOST, local_port=0)
+            self.port = int(udp.extra(anyio.abc.SocketAttribute.local_port))
+            try:
+                tcp = await anyio.create_tcp_listener(local_host=HOST, local_port=self.port)
+                break
+            except OSError:  # that number is a busy TCP port (another test's client)
+                await udp.aclose()
+        else:
+            raise OSError("no port free for both UDP and TCP")
         async with udp, tcp, anyio.create_task_group() as tg:
             tg.start_soon(tcp.serve, self._tcp)
             task_status.started(self.port)

@@ -12,9 +12,11 @@ import dns.opcode
 import dns.rcode
 import dns.rdatatype
 import dns.reversename
+import pytest
 
 from miniorch.api.kinds import ENDPOINTS, SERVICES
 from miniorch.controllers.endpoints import EndpointsReconciler
+from miniorch.dns import DnsServer
 from miniorch.machinery.controller import ObjectKey
 from tests.dns.conftest import HOST, DnsEnv, addresses, soa_in_authority
 
@@ -274,3 +276,23 @@ async def test_kube_dns_service_and_endpoints(env: DnsEnv) -> None:
         assert ep["subsets"][0]["ports"][0]["port"] == again.port
         assert env.registry.get(SERVICES, "kube-system", "kube-dns")["metadata"]["uid"] \
             == svc["metadata"]["uid"]
+
+
+async def test_a_taken_port_fails_the_start_and_leaves_the_group_running(env: DnsEnv) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind((HOST, 0))
+        port = taken.getsockname()[1]
+        async with env.running():  # informers and the fake upstream
+            assert env.server is not None
+            server = DnsServer(registry=env.registry, settings=env.settings(port=port),
+                               informers=env.server.informers, listen_host=HOST)
+            async with anyio.create_task_group() as tg:
+                with pytest.raises(OSError):
+                    await tg.start(server.run)
+                # The cluster's task group goes on (cluster.py reports a warning).
+                assert not tg.cancel_scope.cancel_called
+                tg.cancel_scope.cancel()
+            # The first server still answers.
+            assert (await env.ask(f"kubernetes.default.{ZONE}")).answer
