@@ -25,6 +25,7 @@ Everything here is pure: no I/O, no state; the caller decides what to do with er
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Iterable
@@ -471,6 +472,9 @@ def _unknown_in(value: Any, ftype: schema.FieldType, path: str, found: list[str]
 PROTOCOLS = ("SCTP", "TCP", "UDP")
 _RESTART_POLICIES = ("Always", "OnFailure", "Never")
 _DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
+_MAX_DNS_NAMESERVERS = 3
+_MAX_DNS_SEARCHES = 32
+_MAX_DNS_SEARCH_CHARS = 2048
 _PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 _STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 _INT32_MAX = 2**31 - 1
@@ -517,6 +521,7 @@ def validate_pod_spec(spec: Obj, path: str) -> list[Cause]:
         causes.append(required(f"{path}.dnsPolicy"))
     elif dns not in _DNS_POLICIES:
         causes.append(not_supported(f"{path}.dnsPolicy", dns, _DNS_POLICIES))
+    causes.extend(_validate_dns_config(spec.get("dnsConfig"), dns, f"{path}.dnsConfig"))
     causes.extend(validate_labels(spec.get("nodeSelector"), f"{path}.nodeSelector"))
     for i, secret in enumerate(as_list(spec.get("imagePullSecrets"))):
         if not as_dict(secret).get("name"):
@@ -533,8 +538,55 @@ def validate_pod_spec(spec: Obj, path: str) -> list[Cause]:
     if hostname:
         causes.extend(invalid(f"{path}.hostname", hostname, m)
                       for m in is_dns1123_label(hostname))
+    subdomain = spec.get("subdomain") or ""
+    if subdomain:
+        causes.extend(invalid(f"{path}.subdomain", subdomain, m)
+                      for m in is_dns1123_label(subdomain))
     for i, toleration in enumerate(as_list(spec.get("tolerations"))):
         causes.extend(_validate_toleration(as_dict(toleration), f"{path}.tolerations[{i}]"))
+    return causes
+
+
+def _validate_dns_config(config: Any, policy: str, path: str) -> list[Cause]:
+    """validatePodDNSConfig: `None` needs a nameserver; at most 3 nameservers (IPs),
+    32 search domains in 2048 characters (DNS-1123 subdomains, a trailing dot allowed),
+    options with names (the resolver limits the kubelet's resolv.conf must fit)."""
+    if policy == "None":
+        if not isinstance(config, dict):
+            return [required(path, "must provide `dnsConfig` when `dnsPolicy` is None")]
+        if not as_list(config.get("nameservers")):
+            return [required(f"{path}.nameservers",
+                             "must provide at least one DNS nameserver when `dnsPolicy` "
+                             "is None")]
+    if not isinstance(config, dict):
+        return []
+    causes: list[Cause] = []
+    nameservers = [str(n) for n in as_list(config.get("nameservers"))]
+    if len(nameservers) > _MAX_DNS_NAMESERVERS:
+        causes.append(invalid(f"{path}.nameservers", nameservers,
+                              f"must not have more than {_MAX_DNS_NAMESERVERS} nameservers"))
+    for i, server in enumerate(nameservers):
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            causes.append(invalid(f"{path}.nameservers[{i}]", server,
+                                  "must be a valid IP address, (e.g. 10.9.8.7 or "
+                                  "2001:db8::ffff)"))
+    searches = [str(s) for s in as_list(config.get("searches"))]
+    if len(searches) > _MAX_DNS_SEARCHES:
+        causes.append(invalid(f"{path}.searches", searches,
+                              f"must not have more than {_MAX_DNS_SEARCHES} search paths"))
+    if len(" ".join(searches)) > _MAX_DNS_SEARCH_CHARS:
+        causes.append(invalid(f"{path}.searches", searches,
+                              f"must not have more than {_MAX_DNS_SEARCH_CHARS} characters "
+                              "(including spaces) in the search list"))
+    for i, search in enumerate(searches):
+        trimmed = search.removesuffix(".")  # it is fine to have a trailing dot
+        causes.extend(invalid(f"{path}.searches[{i}]", trimmed, m)
+                      for m in is_dns1123_subdomain(trimmed))
+    for i, option in enumerate(as_list(config.get("options"))):
+        if not as_dict(option).get("name"):
+            causes.append(required(f"{path}.options[{i}]", "must not be empty"))
     return causes
 
 

@@ -10,7 +10,7 @@ import argparse
 
 from miniorch.cli.context import Context
 from miniorch.cli.errors import CliError
-from miniorch.core.settings import NetworkSettings, Settings
+from miniorch.core.settings import DnsSettings, NetworkSettings, Settings
 
 
 def settings_from(ctx: Context, args: argparse.Namespace) -> Settings:
@@ -24,10 +24,35 @@ def settings_from(ctx: Context, args: argparse.Namespace) -> Settings:
     if not 0 <= dashboard_port < 65536 or dashboard_port == port:
         raise CliError(f"--dashboard-port must be a TCP port other than the API's, "
                        f"got {dashboard_port}")
+    network = _network_from(args)
     return Settings(home=ctx.home, nodes=nodes, api_port=port, dashboard_port=dashboard_port,
                     demo=not getattr(args, "no_demo", False),
                     sandbox_mode=str(getattr(args, "sandbox_mode", None) or "auto"),
-                    network=_network_from(args))
+                    network=network, dns=_dns_from(args, network))
+
+
+def _dns_from(args: argparse.Namespace, network: NetworkSettings) -> DnsSettings:
+    """kube-dns' ClusterIP is the service CIDR's .10 (as kubeadm's default); `up
+    --dns-upstream IP[:PORT]...` replaces the host's resolvers (`none`: no forwarding)."""
+    import ipaddress
+
+    service_ip = str(ipaddress.ip_network(network.service_cidr).network_address + 10)
+    given = getattr(args, "dns_upstream", None)
+    if not given:
+        return DnsSettings(service_ip=service_ip)
+    upstreams: list[tuple[str, int]] = []
+    for value in given:
+        if value == "none":
+            continue
+        host, _, port = str(value).rpartition(":") if value.count(":") == 1 else (value, "", "53")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise CliError(f"--dns-upstream must be IP[:PORT] or none, got {value!r}") from None
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise CliError(f"--dns-upstream must be IP[:PORT] or none, got {value!r}")
+        upstreams.append((host, int(port)))
+    return DnsSettings(service_ip=service_ip, upstreams=tuple(upstreams))
 
 
 def _network_from(args: argparse.Namespace) -> NetworkSettings:

@@ -855,10 +855,12 @@ def cmd_cluster_info(ctx: Context, a: argparse.Namespace) -> int:
             if spec.get("ports"):
                 port = spec["ports"][0]
                 scheme = "https" if port.get("name") == "https" or port.get("port") == 443 else ""
-                parts = [p for p in (scheme, svc_name, port.get("name") or "")]
-                svc_name = ":".join(parts) if (scheme or parts[2]) else svc_name
-                if scheme and not parts[2]:
-                    svc_name = f"{scheme}:{meta.get('name', '')}"
+                port_name = str(port.get("name") or "")
+                # utilnet.JoinSchemeNamePort: scheme:name:port, name:port, or name.
+                if scheme:
+                    svc_name = f"{scheme}:{svc_name}:{port_name}"
+                elif port_name:
+                    svc_name = f"{svc_name}:{port_name}"
             link = f"{server}/api/v1/namespaces/{meta.get('namespace', 'kube-system')}" \
                    f"/services/{svc_name}/proxy"
         title = (meta.get("labels") or {}).get("kubernetes.io/name") or meta.get("name", "")

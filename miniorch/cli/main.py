@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ClusterIP range (default 10.96.0.0/16; 127.0.96.0/22 without root)")
     p.add_argument("--node-port-range", default=None, metavar="LOW-HIGH",
                    help="NodePort range (default 30000-32767)")
+    p.add_argument("--dns-upstream", action="append", default=None, metavar="IP[:PORT]",
+                   help="where cluster DNS forwards names outside the cluster (repeatable; "
+                        "default: the host's /etc/resolv.conf; `none`: nowhere, SERVFAIL)")
     _add(sub, "down", _lazy("miniorch.cli.cluster_cmds", "cmd_down"),
          "stop a detached cluster", parent)
     p = _add(sub, "dashboard", _lazy("miniorch.cli.cluster_cmds", "cmd_dashboard"),

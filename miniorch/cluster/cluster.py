@@ -7,6 +7,7 @@ begins only when the previous is really ready (port bound, node registered):
       → host network (bridge)      → ApiServer (HTTPS bound, kubeconfig written)
       → Dashboard                  (loopback HTTP, a client of the API)
       → SharedInformerFactory      (one list + watch per resource, for every actor below)
+      → DnsServer                  (root only: UDP+TCP 53 on the gateway, kube-dns Service)
       → ControllerManager          → Kubelet node-1..N (each Node Ready)
       → ServiceProxy               → demo: kubia image, RC and LoadBalancer Service
 
@@ -38,6 +39,7 @@ from miniorch.core.dialer import Dialer
 from miniorch.core.objects import NodeName, Obj
 from miniorch.core.settings import Settings
 from miniorch.dashboard.server import Dashboard
+from miniorch.dns import DnsServer
 from miniorch.images import ImageStore, build
 from miniorch.images.regconfig import open_store
 from miniorch.machinery.informer import SharedInformerFactory
@@ -171,6 +173,23 @@ class Cluster:
         # proxy register handlers on the same pods/services/... watches.
         informers = SharedInformerFactory(registry)
         await tg.start(informers.run)
+        if host_network is not None:
+            # Cluster DNS on the gateway, published as kube-system/kube-dns (10.96.0.10),
+            # before any pod starts and reads its resolv.conf. Rootless mode has no
+            # bridge for pods to reach it by: no DNS there (dns/server.py).
+            dns = DnsServer(registry=registry, settings=settings, informers=informers,
+                            listen_host=settings.dns.listen_host or host_network.gateway_ip)
+            try:
+                dns_port = await tg.start(dns.run)
+            except OSError as exc:
+                # Port 53 taken (a dnsmasq on 0.0.0.0:53): the cluster still runs, as
+                # Kubernetes does with CoreDNS down, and says what is missing.
+                self.report(f"WARNING: cluster DNS not started: {dns.listen_host}:"
+                            f"{settings.dns.port}: {exc.strerror or exc}; pods cannot "
+                            "resolve Service names")
+            else:
+                self.report(f"cluster DNS at {dns.listen_host}:{dns_port} "
+                            f"(kube-dns {settings.dns.service_ip})")
         await tg.start(ControllerManager(registry=registry, settings=settings,
                                          clock=self.clock, informers=informers).run)
         runtime, dialer = runtime_for_mode(self.mode, images)

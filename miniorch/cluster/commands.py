@@ -80,6 +80,9 @@ def _up_detached(settings: Settings) -> int:
     low, high = network.node_port_range
     args += ["--sandbox-mode", settings.sandbox_mode, "--lb-cidr", network.loadbalancer_cidr,
              "--service-cidr", network.service_cidr, "--node-port-range", f"{low}-{high}"]
+    if settings.dns.upstreams is not None:
+        args += [f"--dns-upstream={h}:{p}" for h, p in settings.dns.upstreams] or \
+                ["--dns-upstream=none"]
     env = dict(os.environ, **{READY_FD_ENV: str(write_end)})
     with open(settings.log_file, "ab") as log_out:
         child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log_out,

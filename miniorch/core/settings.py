@@ -33,6 +33,32 @@ class NetworkSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DnsSettings:
+    """Cluster DNS (miniorch/dns): the server the kube-dns Service fronts, and what
+    the kubelet writes into each pod's /etc/resolv.conf."""
+
+    cluster_domain: str = "cluster.local"
+    service_ip: str = "10.96.0.10"
+    """kube-dns' ClusterIP: the pods' nameserver (the ClusterIP allocator never hands
+    out the service CIDR's .10)."""
+    listen_host: str | None = None
+    """Where the server binds, UDP and TCP; None: the bridge's gateway (10.244.0.1),
+    which the kube-dns Endpoints name. Tests bind loopback."""
+    port: int = 53
+    """0: any free port (the same number for UDP and TCP; tests)."""
+    upstreams: tuple[tuple[str, int], ...] | None = None
+    """Where names outside the cluster go; None: the nameservers of
+    `host_resolv_conf`, read at start. Tests point this at a fake on loopback."""
+    host_resolv_conf: Path = Path("/etc/resolv.conf")
+    """The host's resolver configuration: the upstreams, and what a `dnsPolicy:
+    Default` pod gets."""
+    upstream_timeout: float = 2.0
+    """Seconds a forwarded query may take per upstream before the next is tried."""
+    ttl: int = 5
+    """TTL of the cluster's records (CoreDNS' kubernetes plugin default)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything a cluster process needs to know, fixed at `up`."""
 
@@ -46,6 +72,7 @@ class Settings:
     demo: bool = True
     """Deploy the seed's kubia RC + LoadBalancer Service at `up`."""
     network: NetworkSettings = field(default_factory=NetworkSettings)
+    dns: DnsSettings = field(default_factory=DnsSettings)
     node_heartbeat_seconds: float = 10.0
     """How often a node renews its Lease and Ready condition."""
     node_grace_seconds: float = 40.0

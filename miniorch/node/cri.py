@@ -101,6 +101,9 @@ class SandboxConfig:
     pod_dir: Path
     """$MINIORCH_HOME/pods/<ns>_<name>_<uid>: sandbox state, rootfs upper dirs, logs."""
     tmpfs: tuple[Tmpfs, ...] = ()
+    resolv_conf: str | None = None
+    """The pod's /etc/resolv.conf as the kubelet formed it (node/dnsconfig.py); None:
+    the runtime's own. Runtimes without the pod network ignore it (see rootless.py)."""
     ports: tuple[int, ...] = ()
     """The pod's declared TCP containerPorts (a runtime without network isolation
     refuses a pod whose ports are taken: node/rootless.py PlainRuntime)."""

@@ -54,6 +54,7 @@ from miniorch.core.clock import Clock, rfc3339
 from miniorch.core.dialer import Dialer
 from miniorch.core.objects import NodeName, Obj, is_terminating, name_of, namespace_of, uid_of
 from miniorch.core.quantity import parse_quantity
+from miniorch.core.resolvconf import ResolvConf
 from miniorch.core.settings import Settings
 from miniorch.node import nodeinfo
 from miniorch.node.config import KubeletConfig
@@ -71,6 +72,7 @@ from miniorch.node.cri import (
     RuntimeSandbox,
     SandboxConfig,
 )
+from miniorch.node.dnsconfig import host_for_pods, pod_dns
 from miniorch.node.envvars import (
     ConfigError,
     PodFacts,
@@ -432,13 +434,21 @@ class PodWorker:
 
     async def _create_sandbox(self, slot: anyio.CapacityLimiter) -> None:
         cpu, memory = pod_limits(self.pod)
+        dns_settings = self.ctx.settings.dns
+        dns = pod_dns(self.pod, cluster_domain=dns_settings.cluster_domain,
+                      cluster_dns=dns_settings.service_ip,
+                      host=host_for_pods(ResolvConf.read(dns_settings.host_resolv_conf),
+                                         dns_settings.service_ip))
+        for reason, message in dns.warnings:
+            self._event("Warning", reason, message)
         config = SandboxConfig(
             pod_uid=self.uid, namespace=self.namespace, name=self.name,
             hostname=pod_hostname(self.pod), ip=self.pod_ip,
             prefix_len=self.ctx.prefix_len, gateway=self.ctx.gateway,
             bridge=self.ctx.settings.network.bridge_name, cpu_millis=cpu,
             memory_bytes=memory, pids_max=self.ctx.config.default_pids_max,
-            pod_dir=self.pod_dir, ports=declared_ports(self.pod), tmpfs=self.volumes.tmpfs())
+            pod_dir=self.pod_dir, ports=declared_ports(self.pod), tmpfs=self.volumes.tmpfs(),
+            resolv_conf=dns.conf.render())
         delay = 0.0
         while True:
             await slot.acquire_on_behalf_of(self)

@@ -69,6 +69,9 @@ class UsernsRuntime(SandboxRuntime):
         self.dialer = dialer
 
     async def create_sandbox(self, config: SandboxConfig) -> SandboxHandle:
+        # No `config.resolv_conf`: a rootless pod's network namespace has no route to
+        # the cluster DNS (no bridge, no ClusterIPs; the cluster runs no DNS server in
+        # this mode), so it keeps the sandbox's fail-fast placeholder.
         spec = PodSandboxSpec(
             id=sandbox_id(self.id_prefix, config.pod_uid), hostname=config.hostname,
             ip=config.ip, prefix_len=config.prefix_len, gateway=config.gateway,

@@ -42,6 +42,7 @@ from miniorch.node.cri import (
 )
 from miniorch.sandbox.cgroups import Cgroups
 from miniorch.sandbox.pod import (
+    DEFAULT_RESOLV_CONF,
     BindMount,
     ContainerProcess,
     ContainerSpec,
@@ -236,7 +237,9 @@ class SandboxRuntime:
             ip=config.ip, prefix_len=config.prefix_len, gateway=config.gateway,
             bridge=config.bridge, state_dir=config.pod_dir / ".sandbox",
             cpu_millis=config.cpu_millis, memory_bytes=config.memory_bytes,
-            pids_max=config.pids_max, tmpfs=tmpfs_mounts(config))
+            pids_max=config.pids_max, tmpfs=tmpfs_mounts(config),
+            resolv_conf=(DEFAULT_RESOLV_CONF if config.resolv_conf is None
+                         else config.resolv_conf))
         try:
             sandbox = await PodSandbox.create(spec, cgroups=self.cgroups,
                                               spawner=self.spawner)

@@ -66,8 +66,8 @@ SHIM = Path(_shim.__file__)
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SHIM_START_TIMEOUT = 10.0
 DEFAULT_RESOLV_CONF = (
-    "# miniorch runs no DNS server: names resolve from /etc/hosts; a lookup fails fast\n"
-    "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+    "# no cluster DNS reaches this sandbox: names resolve from /etc/hosts; a lookup "
+    "fails fast\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
 
 
 def shim_command(shim: Path, *args: str) -> list[str]:
@@ -121,8 +121,9 @@ class PodSandboxSpec:
     itself, as Docker runs a standalone container (`ps` inside shows the app as PID 1);
     such a sandbox takes one container, and `init_pid` is that container's pid."""
     resolv_conf: str = DEFAULT_RESOLV_CONF
-    """The pod's /etc/resolv.conf. Not the host's: its nameserver is not reachable from
-    a pod (no forwarding), and every lookup would hang until its timeout."""
+    """The pod's /etc/resolv.conf, as the kubelet formed it (the cluster DNS for
+    `dnsPolicy: ClusterFirst`). The default is for sandboxes no DNS server reaches:
+    a loopback nameserver fails fast where the host's would hang until its timeout."""
     tmpfs: Sequence[TmpfsMount] = ()
 
 

@@ -120,8 +120,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster
     running = RunningCluster(home=home, api_port=free_port(), dashboard_port=free_port())
     checker = LeakChecker(mount_roots=[home])
     checker.start()
+    # --dns-upstream none: the cluster DNS forwards no name off the machine (a pod's
+    # lookup of an outside name is SERVFAIL at once).
     up = running.cli("up", "--detach", "--api-port", str(running.api_port),
-                     "--dashboard-port", str(running.dashboard_port), timeout=180, check=False)
+                     "--dashboard-port", str(running.dashboard_port), "--dns-upstream", "none",
+                     timeout=180, check=False)
     try:
         assert up.returncode == 0, f"up --detach failed:\n{up.stdout}\n{up.stderr}"
         yield running
