@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from typing import cast
 
 import structlog
 
@@ -49,8 +50,8 @@ class _Relay(asyncio.DatagramProtocol):
         self.pending: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # 3.11's selector datagram transport does not subclass DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
         for data in self.pending:
             transport.sendto(data)
         self.pending.clear()
@@ -86,8 +87,8 @@ class UdpFrontend(asyncio.DatagramProtocol):
         self._sweeper: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # 3.11's selector datagram transport does not subclass DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
         self._schedule_sweep()
 
     def connection_lost(self, exc: Exception | None) -> None:
