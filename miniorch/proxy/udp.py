@@ -51,9 +51,9 @@ class _Relay(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # 3.11's selector datagram transport does not subclass DatagramTransport.
-        self.transport = cast(asyncio.DatagramTransport, transport)
+        self.transport = relay = cast(asyncio.DatagramTransport, transport)
         for data in self.pending:
-            transport.sendto(data)
+            relay.sendto(data)
         self.pending.clear()
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
