@@ -19,6 +19,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -118,7 +119,9 @@ class Balancer:
         self.wait_seconds = DEFAULT_ENDPOINT_WAIT_SECONDS
         self._expecting = False
         self._emptied_at: float | None = None
-        self._ready: asyncio.Event | None = None  # made on first wait (needs a loop)
+        # Made on first wait (they need a loop), replaced once set.
+        self._ready: asyncio.Event | None = None
+        self._changed: asyncio.Event | None = None
 
     @property
     def backends(self) -> tuple[Backend, ...]:
@@ -140,6 +143,9 @@ class Balancer:
         if self._backends and self._ready is not None:
             self._ready.set()
             self._ready = None
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
         if self._backends:
             self._next %= len(self._backends)
         else:
@@ -155,21 +161,26 @@ class Balancer:
         return (self._emptied_at is not None
                 and self._clock.monotonic() - self._emptied_at < self.wait_seconds)
 
-    async def wait_for_endpoints(self) -> bool:
+    async def wait_for_endpoints(self, at_most: float | None = None) -> bool:
         """True once a Ready endpoint is there; False at once if none is expected, or
-        when `wait_seconds` run out first."""
+        when `wait_seconds` (or `at_most` seconds, if shorter) run out first."""
         if self._backends:
             return True
-        if not self.expects_endpoints() or self.wait_seconds <= 0:
+        limit = self.wait_seconds if at_most is None else min(at_most, self.wait_seconds)
+        if not self.expects_endpoints() or limit <= 0:
             return False
         if self._ready is None:
             self._ready = asyncio.Event()
-        event = self._ready
-        try:
-            await asyncio.wait_for(event.wait(), self.wait_seconds)
-        except TimeoutError:
-            return bool(self._backends)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), limit)
         return bool(self._backends)
+
+    async def wait_changed(self, at_most: float) -> None:
+        """Until the next `update()` or `at_most` seconds, whichever is first."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), at_most)
 
     def candidates(self, client_ip: str | None) -> list[Backend]:
         """Backends to try for one request, best first; empty if none is Ready."""

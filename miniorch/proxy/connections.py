@@ -149,15 +149,16 @@ async def connect_upstream(core: ProxyCore, route: Route, candidates: list[Backe
     return None
 
 
-async def ready_candidates(core: ProxyCore, route: Route, client_ip: str | None
-                           ) -> list[Backend]:
-    """Candidates for one connection/request, waiting (bounded) while none is Ready
-    but some are expected; empty when the wait ran out or none is expected."""
+async def ready_candidates(core: ProxyCore, route: Route, client_ip: str | None, *,
+                           at_most: float | None = None) -> list[Backend]:
+    """Candidates for one connection/request, waiting (bounded by the Service's endpoint
+    wait, or `at_most` seconds) while none is Ready but some are expected; empty when the wait
+    ran out or none is expected."""
     balancer = route.balancer
     candidates = balancer.candidates(client_ip)
     if candidates:
         return candidates
-    if await balancer.wait_for_endpoints():
+    if await balancer.wait_for_endpoints(at_most):
         core.stats.waited += 1
         return balancer.candidates(client_ip)
     return []

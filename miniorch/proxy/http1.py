@@ -31,6 +31,7 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import structlog
@@ -51,6 +52,9 @@ REPLAY_BODY_LIMIT = 1024 * 1024
 """Request bodies up to this are read whole before sending, so the request can be
 resent to another endpoint; larger (and chunked) bodies stream and are never retried."""
 COPY_CHUNK = 256 * 1024
+RETRY_PAUSE_SECONDS = 0.25
+"""When every endpoint failed, the next round starts at the next Endpoints change or
+after this long, whichever is first."""
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
                          b"trailer", b"upgrade", b"proxy-authenticate",
@@ -232,50 +236,64 @@ async def forward(core: ProxyCore, route: Route, client: Stream, request: Reques
         return request.keep_alive and body is not None
     replayable = body is not None and request.method in IDEMPOTENT
     last_error = ""
-    for backend in candidates:
-        upstream = core.take_idle(backend)
-        if upstream is None:
+    loop = asyncio.get_running_loop()
+    # Every failure below that reaches the end of the loop left the request unsent
+    # or replayable: while the endpoint wait lasts, the next Endpoints change (an app
+    # restarted, a new pod Ready) or a short pause brings new candidates.
+    deadline = loop.time() + route.balancer.wait_seconds
+    while True:
+        for backend in candidates:
+            upstream = core.take_idle(backend)
+            if upstream is None:
+                try:
+                    upstream = await open_upstream(core, backend)
+                except (OSError, TimeoutError) as exc:
+                    core.stats.connect_failures += 1
+                    route.balancer.failed(backend)
+                    last_error = str(exc) or type(exc).__name__
+                    continue
             try:
-                upstream = await open_upstream(core, backend)
-            except (OSError, TimeoutError) as exc:
-                core.stats.connect_failures += 1
-                route.balancer.failed(backend)
-                last_error = str(exc) or type(exc).__name__
-                continue
-        try:
-            if body is None:
-                upstream.write(head)
-                if request.head.chunked:
-                    await copy_chunked(client, upstream, raw=True)
-                elif length:
-                    await copy_length(client, upstream, length)
-            else:
-                upstream.write(head + body if body else head)
-            raw = await upstream.read_until(b"\r\n\r\n", MAX_HEAD)
-        except ConnectionEnded as exc:
-            upstream.close()
-            if not exc.partial and replayable:
-                # Died before a single response byte: the request is whole in hand and
-                # idempotent, so another endpoint may answer it.
-                core.stats.retries += 1
-                route.balancer.failed(backend)
-                last_error = "connection closed before any response byte"
-                log.debug("retrying request on another endpoint", service=route.service,
-                          backend=str(backend))
-                continue
-            return _bad_gateway(core, route, client, backend, "connection closed")
-        except (HeadTooLarge, BadMessage) as exc:
-            upstream.close()
-            return _bad_gateway(core, route, client, backend, str(exc) or "bad message")
-        route.balancer.succeeded(client_ip, backend)
-        try:
-            return await relay_response(core, backend, request, raw, upstream, client)
-        except BadMessage as exc:
-            upstream.close()
-            client.close()
-            log.warning("bad response from endpoint", service=route.service,
-                        backend=str(backend), error=str(exc))
-            return False
+                if body is None:
+                    upstream.write(head)
+                    if request.head.chunked:
+                        await copy_chunked(client, upstream, raw=True)
+                    elif length:
+                        await copy_length(client, upstream, length)
+                else:
+                    upstream.write(head + body if body else head)
+                raw = await upstream.read_until(b"\r\n\r\n", MAX_HEAD)
+            except ConnectionEnded as exc:
+                upstream.close()
+                if not exc.partial and replayable:
+                    # Died before a single response byte: the request is whole in hand and
+                    # idempotent, so another endpoint may answer it.
+                    core.stats.retries += 1
+                    route.balancer.failed(backend)
+                    last_error = "connection closed before any response byte"
+                    log.debug("retrying request on another endpoint", service=route.service,
+                              backend=str(backend))
+                    continue
+                return _bad_gateway(core, route, client, backend, "connection closed")
+            except (HeadTooLarge, BadMessage) as exc:
+                upstream.close()
+                return _bad_gateway(core, route, client, backend, str(exc) or "bad message")
+            route.balancer.succeeded(client_ip, backend)
+            try:
+                return await relay_response(core, backend, request, raw, upstream, client)
+            except BadMessage as exc:
+                upstream.close()
+                client.close()
+                log.warning("bad response from endpoint", service=route.service,
+                            backend=str(backend), error=str(exc))
+                return False
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        await route.balancer.wait_changed(min(remaining, RETRY_PAUSE_SECONDS))
+        candidates = await ready_candidates(core, route, client_ip,
+                                            at_most=deadline - loop.time())
+        if not candidates:
+            break
     core.failed(route, "no endpoint reachable: answered 503", tried=len(candidates),
                 error=last_error)
     client.write(simple_response(

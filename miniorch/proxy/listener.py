@@ -21,6 +21,7 @@ import structlog
 
 from miniorch.proxy import http1
 from miniorch.proxy.connections import ProxyCore, Route, connect_upstream, ready_candidates
+from miniorch.proxy.http1 import RETRY_PAUSE_SECONDS
 from miniorch.proxy.sniff import SNIFF_TIMEOUT_SECONDS, Mode, classify
 from miniorch.proxy.stream import Stream, splice
 
@@ -91,8 +92,17 @@ async def serve_tcp(core: ProxyCore, route: Route, client: Stream) -> None:
     core.stats.spliced += 1
     peer = client.transport.get_extra_info("peername") if client.transport else None
     client_ip = str(peer[0]) if peer else None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + route.balancer.wait_seconds
     candidates = await ready_candidates(core, route, client_ip)
     connected = await connect_upstream(core, route, candidates) if candidates else None
+    while connected is None and candidates and loop.time() < deadline:
+        # Every endpoint refused: while the wait lasts, try again at the next Endpoints
+        # change (an app restarted, a pod became Ready) or after a short pause.
+        await route.balancer.wait_changed(min(deadline - loop.time(), RETRY_PAUSE_SECONDS))
+        candidates = await ready_candidates(core, route, client_ip,
+                                            at_most=deadline - loop.time())
+        connected = await connect_upstream(core, route, candidates) if candidates else None
     if connected is None:
         core.failed(route, "connection refused: no endpoint", ready=len(candidates))
         client.reset()

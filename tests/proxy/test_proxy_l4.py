@@ -209,6 +209,25 @@ async def test_request_waits_for_an_endpoint_that_becomes_ready(env) -> None:
         assert proxy.stats.waited == 1 and proxy.stats.failures == 0
 
 
+@pytest.mark.parametrize("app_protocol", ["http", "tcp"])
+async def test_every_endpoint_refusing_waits_for_one_to_come_back(env, app_protocol: str
+                                                                  ) -> None:
+    pod = await env.backend("back")
+    dead = env.dead_address()
+    svc = service(env, "web", [{"port": 8080, "appProtocol": app_protocol}])
+    endpoints(env, "web", [{"addresses": [{"ip": dead[0]}], "ports": [{"port": dead[1]}]}])
+    async with env.running() as proxy:
+        async def app_restarted() -> None:  # its replacement is Ready a little later
+            await asyncio.sleep(0.6)
+            endpoints(env, "web", [{"addresses": [{"ip": pod.ip}],
+                                    "ports": [{"port": pod.port}]}])
+        task = asyncio.create_task(app_restarted())
+        status, text = await env.get(svc["spec"]["clusterIP"], 8080)
+        await task
+        assert (status, text) == (200, "You've hit back\n")
+        assert proxy.stats.connect_failures >= 1 and proxy.stats.failures == 0
+
+
 async def test_wait_runs_out_with_a_503(env) -> None:
     svc = env.service("web", port=8080)
 
