@@ -23,6 +23,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
@@ -35,6 +36,9 @@ log = structlog.get_logger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 3.0
 """A pod that does not accept a connection within this is treated as down (next one)."""
+RETRY_PAUSE_SECONDS = 0.25
+"""When every endpoint refused, the next round starts at the next Endpoints change or
+after this long, whichever is first (bounded by the endpoint wait)."""
 IDLE_UPSTREAMS_PER_BACKEND = 64
 UPSTREAM_IDLE_SECONDS = 30.0
 """Kept-alive upstream connections unused for longer are closed, not reused (a pod's
@@ -76,6 +80,10 @@ class ProxyStats:
     udp_relays: int = 0
 
 
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
 @dataclass
 class ProxyCore:
     routes: RouteTable
@@ -84,6 +92,8 @@ class ProxyCore:
     stats: ProxyStats = field(default_factory=ProxyStats)
     idle: dict[Backend, list[tuple[Stream, float]]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    pending: set[Closable] = field(default_factory=set)
+    """Callback-driven connections in flight (sniffing, connecting, splicing)."""
 
     def take_idle(self, backend: Backend) -> Stream | None:
         pool = self.idle.get(backend)
@@ -110,6 +120,9 @@ class ProxyCore:
 
     def close(self) -> None:
         self.prune_idle(set())
+        for item in list(self.pending):
+            item.close()
+        self.pending.clear()
         for task in list(self.tasks):
             task.cancel()
 

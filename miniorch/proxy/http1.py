@@ -38,6 +38,7 @@ import structlog
 
 from miniorch.proxy.balancer import Backend
 from miniorch.proxy.connections import (
+    RETRY_PAUSE_SECONDS,
     ProxyCore,
     Route,
     open_upstream,
@@ -52,9 +53,6 @@ REPLAY_BODY_LIMIT = 1024 * 1024
 """Request bodies up to this are read whole before sending, so the request can be
 resent to another endpoint; larger (and chunked) bodies stream and are never retried."""
 COPY_CHUNK = 256 * 1024
-RETRY_PAUSE_SECONDS = 0.25
-"""When every endpoint failed, the next round starts at the next Endpoints change or
-after this long, whichever is first."""
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
                          b"trailer", b"upgrade", b"proxy-authenticate",

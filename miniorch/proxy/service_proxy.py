@@ -51,6 +51,7 @@ import errno
 import ipaddress
 import math
 import os
+import socket
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -72,7 +73,8 @@ from miniorch.machinery.informer import InformerEvent, SharedInformerFactory
 from miniorch.proxy.balancer import Balancer, affinity_timeout, endpoint_wait, ready_backends
 from miniorch.proxy.connections import ProxyCore, ProxyStats, Route
 from miniorch.proxy.external_ips import ExternalIPPool, ServiceKey
-from miniorch.proxy.listener import Accepting
+from miniorch.proxy.fastpath import Acceptor
+from miniorch.proxy.listener import http_hand_off
 from miniorch.proxy.sniff import mode_for
 from miniorch.proxy.udp import UdpFrontend
 
@@ -85,6 +87,7 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 NODE_LOOPBACK = "127.0.0.1"
 """NodePorts always listen here, so `curl 127.0.0.1:<nodePort>` works on the host."""
 PROXIED_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+LISTEN_BACKLOG = 1024
 
 Address = tuple[str, int]
 """(ip, port) a listener is bound to."""
@@ -129,7 +132,7 @@ class _Want:
 
 @dataclass
 class _Listener:
-    server: asyncio.Server | None
+    server: Acceptor | None
     udp: UdpFrontend | None
     want: _Want
     managed_address: bool
@@ -556,7 +559,7 @@ class ServiceProxy:
         if managed and self._address_refs[host] == 0:
             await self._local.add(host)
         loop = asyncio.get_running_loop()
-        server: asyncio.Server | None = None
+        server: Acceptor | None = None
         udp: UdpFrontend | None = None
         core = self._core
         try:
@@ -567,8 +570,15 @@ class ServiceProxy:
                 udp = frontend
             else:
                 where = (host, port)
-                server = await loop.create_server(lambda: Accepting(core, where), host, port,
-                                                  backlog=1024, reuse_address=True)
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.bind(where)
+                    sock.listen(LISTEN_BACKLOG)
+                except BaseException:
+                    sock.close()
+                    raise
+                server = Acceptor(core, where, sock, http_hand_off(core, where))
         except BaseException:
             if managed and self._address_refs[host] == 0:
                 await self._local.remove(host)
@@ -584,9 +594,9 @@ class ServiceProxy:
         host, port, protocol = address
         (self._udp_routes if protocol == "UDP" else self._routes).pop((host, port), None)
         if listener.server is not None:
+            # Accepted connections live on: kept-alive HTTP clients get a 503 and a
+            # close at their next request, splices run until their ends close.
             listener.server.close()
-            # Not wait_closed(): since 3.12 it waits for every accepted connection, and
-            # kept-alive clients are served (503) and closed by their own handlers.
         if listener.udp is not None:
             listener.udp.close()
         if listener.managed_address:

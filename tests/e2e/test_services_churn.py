@@ -35,7 +35,7 @@ from tests.e2e.conftest import RunningCluster, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
-CHURN_SECONDS = 35
+CHURN_SECONDS = 38
 CLIENTS_KEEPALIVE = 4
 CLIENTS_NEW_CONNECTION = 2
 
