@@ -15,7 +15,10 @@ Throughput (`compare`): wrk, 32 connections, on the same kubia pods in the same 
   - `proxy_tcp`   a Service port with `appProtocol: tcp` (the byte splice) made here,
   - `direct`      three wrk at once, one per pod, with the connections split between
     them (wrk takes one URL): what connecting to the pods directly gives.
-Ratios: proxy/nginx throughput, proxy/nginx p50, proxy_tcp/direct throughput.
+  - `tcp_stream`  bulk bytes: 4 connections streaming for 3 s into a sink pod (Python),
+    through its ClusterIP (spliced) and to the pod IP directly.
+Ratios: proxy/nginx throughput, proxy/nginx p50, proxy_tcp/direct requests (a new
+connection per request: kubia answers HTTP/1.0), tcp_stream proxied/direct bytes.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -220,6 +224,80 @@ def _tcp_service(api: Api, name: str, port: int) -> str:
     raise RuntimeError(f"{url} never answered")
 
 
+_SINK = """
+import socket, threading
+def serve(conn):
+    total, buf = 0, bytearray(1 << 20)
+    while n := conn.recv_into(buf):
+        total += n
+    conn.sendall(str(total).encode())
+    conn.close()
+with socket.create_server(("", 9000), backlog=64) as srv:
+    while True:
+        threading.Thread(target=serve, args=(srv.accept()[0],), daemon=True).start()
+"""
+
+
+def _stream(host: str, port: int, *, seconds: float, streams: int) -> float:
+    """MB/s that `streams` connections push to the sink in `seconds` (as it counted)."""
+    chunk = b"\x5a" * (1 << 20)
+    counted: list[int] = []
+
+    def one() -> None:
+        with socket.create_connection((host, port), timeout=10) as sock:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                sock.sendall(chunk)
+            sock.shutdown(socket.SHUT_WR)
+            counted.append(int(sock.recv(64) or b"0"))
+    started = time.monotonic()
+    threads = [threading.Thread(target=one) for _ in range(streams)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return round(sum(counted) / (time.monotonic() - started) / 1e6, 1)
+
+
+def tcp_stream(api: Api, *, seconds: float = 3.0, streams: int = 4) -> dict[str, Any]:
+    """A sink pod behind a ClusterIP Service: bytes/s through the proxy and direct."""
+    base = "/api/v1/namespaces/default"
+    for kind in ("services", "pods"):
+        with contextlib.suppress(Exception):
+            api.request("DELETE", f"{base}/{kind}/bench-sink")
+    api.request("POST", f"{base}/pods", {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "bench-sink", "labels": {"app": "bench-sink"}},
+        "spec": {"containers": [{"name": "sink", "image": "python",
+                                 "command": ["python3", "-c", _SINK],
+                                 "ports": [{"containerPort": 9000}]}]}})
+    svc = api.request("POST", f"{base}/services", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "bench-sink"},
+        "spec": {"selector": {"app": "bench-sink"}, "ports": [{"port": 9000}]}})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            pods = _pod_addresses(api, "bench-sink")
+            if pods:
+                try:
+                    _stream(svc["spec"]["clusterIP"], 9000, seconds=0.1, streams=1)
+                    break
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sink pod never answered")
+            time.sleep(0.3)
+        pod_ip = pods[0].split(":")[0]
+        direct = _stream(pod_ip, 9000, seconds=seconds, streams=streams)
+        proxied = _stream(svc["spec"]["clusterIP"], 9000, seconds=seconds, streams=streams)
+        return {"direct_MBps": direct, "proxied_MBps": proxied, "streams": streams,
+                "seconds": seconds}
+    finally:
+        for kind in ("services", "pods"):
+            with contextlib.suppress(Exception):
+                api.request("DELETE", f"{base}/{kind}/bench-sink")
+
+
 def compare(api: Api, *, seconds: int = 5, connections: int = 32,
             lb_url: str = LB_URL) -> dict[str, Any]:
     """The Service proxy against nginx, HAProxy and the pods themselves (module doc)."""
@@ -256,6 +334,10 @@ def compare(api: Api, *, seconds: int = 5, connections: int = 32,
             api.request("DELETE", "/api/v1/namespaces/default/services/kubia-bench-tcp")
     results["direct"] = wrk_split([f"http://{p}/" for p in pods], seconds=seconds,
                                   connections=connections)
+    try:
+        results["tcp_stream"] = tcp_stream(api)
+    except Exception as exc:  # the HTTP figures stand on their own
+        results["tcp_stream"] = {"error": repr(exc)}
 
     def ratio(a: Any, b: Any) -> float | None:
         return round(a / b, 3) if a and b else None
@@ -267,5 +349,7 @@ def compare(api: Api, *, seconds: int = 5, connections: int = 32,
         "http_vs_nginx_p50": ratio(http["p50_s"], nginx["p50_s"]),
         "tcp_vs_direct_throughput": ratio(results["proxy_tcp"]["requests_per_s"],
                                           results["direct"]["requests_per_s"]),
+        "tcp_stream_vs_direct": ratio(results["tcp_stream"].get("proxied_MBps"),
+                                      results["tcp_stream"].get("direct_MBps")),
     }
     return results

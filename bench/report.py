@@ -78,8 +78,10 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
     row("proxy/HAProxy throughput", ratios.get("http_vs_haproxy_throughput"), None, "x",
         lower_is_better=False)
     row("proxy/nginx p50 latency", ratios.get("http_vs_nginx_p50"), 2.0, "x")
-    row("raw TCP via Service / direct to pods", ratios.get("tcp_vs_direct_throughput"), 0.9,
-        "x", lower_is_better=False)
+    row("raw TCP via Service / direct (conn/request)", ratios.get("tcp_vs_direct_throughput"),
+        0.9, "x", lower_is_better=False)
+    row("raw TCP stream via Service / direct (bytes)", ratios.get("tcp_stream_vs_direct"),
+        0.9, "x", lower_is_better=False)
     row("CLI get pods median", _get(results, "cli", "median"), None, "s")
     dash = results.get("dashboard") or {}
     row("dashboard first paint of a list (cold)", dash.get("first_paint_ms"), 300, "ms")
