@@ -61,12 +61,8 @@ class Stream(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        # asyncio sets TCP_NODELAY on TCP transports: heads are never held by Nagle.
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # Request and response heads are small writes: never let Nagle hold them.
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
         self.received_any = True
