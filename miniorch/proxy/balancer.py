@@ -6,10 +6,15 @@ Data flow:
     request from client_ip ──Balancer.candidates(client_ip)──► [b1, b2, ...] (try in order)
     connected to b ──Balancer.succeeded(client_ip, b)──► affinity remembered
     connect to b failed ──Balancer.failed(b)──► b goes to the back of the line for a while
+    no Ready backend ──Balancer.wait_for_endpoints()──► until update() brings one (bounded)
 
 Invariants:
 - Only Ready addresses (`subsets[].addresses`) are ever candidates; `notReadyAddresses`
-  never are. An empty list means "no ready endpoints" (the proxy answers 503).
+  never are, but they say an endpoint is expected (pods starting, an app restarting),
+  and so does the last Ready one having left less than `wait_seconds` ago: then
+  `wait_for_endpoints()` holds a new connection until one is Ready, bounded by the
+  Service's `miniorch.dev/endpoint-wait-seconds` (default 5). With none expected, or
+  once the wait runs out, there are no candidates (the proxy answers 503 / refuses).
 - `update()` keeps the round-robin position and the affinity table, so an Endpoints
   change does not reset the rotation; an affinity to a backend that is no longer Ready
   is dropped at the next request from that client.
