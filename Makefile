@@ -8,6 +8,8 @@ STAMP  := $(VENV)/.installed
 DEB_PACKAGES := busybox-static iproute2 util-linux procps curl docker-registry skopeo apache2-utils wrk
 # the dashboard's browser tests drive Debian's Chromium
 DEB_PACKAGES += chromium
+# the network bench compares the Service proxy with nginx and HAProxy over the same pods
+DEB_PACKAGES += nginx-light haproxy
 WEB    := miniorch/dashboard/web
 
 .PHONY: install up down test test-fast bench lint clean-state

@@ -8,22 +8,37 @@ bench's clock, so `ready_to_routed` = routed - Ready-seen (it can be a little
 negative: the proxy may learn of the endpoint before the bench's watch delivers the
 pod). The Ready condition's lastTransitionTime has only 1 s resolution, so it is not used.
 
-Throughput: `wrk` for 5 s with 16 connections on the EXTERNAL-IP (loopback only).
+Throughput (`compare`): wrk, 32 connections, on the same kubia pods in the same run:
+  - `proxy_http`  the LoadBalancer address (the Service proxy's HTTP/1 path),
+  - `nginx`, `haproxy` started here on loopback ports, balancing over the same pod IPs
+    (Debian packages; one worker / one thread each: like the proxy, one event loop),
+  - `proxy_tcp`   a Service port with `appProtocol: tcp` (the byte splice) made here,
+  - `direct`      three wrk at once, one per pod, with the connections split between
+    them (wrk takes one URL): what connecting to the pods directly gives.
+  - `tcp_stream`  bulk bytes: 4 connections streaming for 3 s into a sink pod (Python),
+    through its ClusterIP (spliced) and to the pod IP directly.
+Ratios: proxy/nginx throughput, proxy/nginx p50, proxy_tcp/direct requests (a new
+connection per request: kubia answers HTTP/1.0), tcp_stream proxied/direct bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from bench.api import Api
 from bench.burst import _ready
-from bench.cluster import LB_URL
+from bench.cluster import LB_URL, free_port
 
 
 class _Hitter(threading.Thread):
@@ -81,18 +96,260 @@ def endpoint_propagation(api: Api, *, repeat: int) -> list[dict[str, Any]]:
 
 
 _RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
-_P99 = re.compile(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
-def wrk(url: str = LB_URL, *, seconds: int = 5, connections: int = 16) -> dict[str, Any]:
+def _quantile(out: str, q: int) -> float | None:
+    found = re.search(rf"^\s*{q}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    return round(float(found.group(1)) * _UNITS[found.group(2)], 6) if found else None
+
+
+def _wrk_cmd(url: str, seconds: int, connections: int, threads: int) -> list[str]:
+    return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+
+
+def _parse(out: str, connections: int, seconds: int) -> dict[str, Any]:
+    rps = _RPS.search(out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"requests_per_s": float(rps.group(1)) if rps else None,
+            "p50_s": _quantile(out, 50), "p99_s": _quantile(out, 99),
+            "connections": connections, "seconds": seconds,
+            "socket_errors": errors.group(1) if errors else None,
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+def wrk(url: str = LB_URL, *, seconds: int = 5, connections: int = 32) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         return {"error": "wrk not installed (apt-get install -y wrk)"}
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+    out = subprocess.run(_wrk_cmd(url, seconds, connections, 2),
                          capture_output=True, text=True, timeout=seconds + 30).stdout
-    rps, p99 = _RPS.search(out), _P99.search(out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    return {"requests_per_s": float(rps.group(1)) if rps else None,
-            "p99_s": float(p99.group(1)) * _UNITS[p99.group(2)] if p99 else None,
-            "connections": connections, "seconds": seconds,
-            "socket_errors": errors.group(1) if errors else None}
+    return _parse(out, connections, seconds)
+
+
+def wrk_split(urls: list[str], *, seconds: int = 5, connections: int = 32) -> dict[str, Any]:
+    """wrk on several URLs at once, the connections split between them; figures summed
+    (throughput) and worst (latency)."""
+    share = [connections // len(urls) + (i < connections % len(urls))
+             for i in range(len(urls))]
+    procs = [subprocess.Popen(_wrk_cmd(url, seconds, c, 1), stdout=subprocess.PIPE,
+                              text=True) for url, c in zip(urls, share, strict=True)]
+    parts = [_parse(p.communicate(timeout=seconds + 30)[0], c, seconds)
+             for p, c in zip(procs, share, strict=True)]
+    rates = [p["requests_per_s"] for p in parts]
+    return {"requests_per_s": round(sum(rates), 2) if None not in rates else None,
+            "p50_s": max((p["p50_s"] or 0) for p in parts),
+            "p99_s": max((p["p99_s"] or 0) for p in parts),
+            "connections": connections, "seconds": seconds, "parts": parts}
+
+
+_NGINX = """
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    upstream pods {{ {servers} }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ proxy_pass http://pods; }}
+    }}
+}}
+"""
+
+_HAPROXY = """
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 3s
+    timeout client 30s
+    timeout server 30s
+frontend web
+    bind 127.0.0.1:{port}
+    default_backend pods
+backend pods
+    balance roundrobin
+{servers}
+"""
+
+
+@contextlib.contextmanager
+def _started(cmd: list[str], port: int) -> Iterator[None]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    why = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
+                    raise RuntimeError(f"{cmd[0]} did not start: {why}") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _pod_addresses(api: Api, service: str) -> list[str]:
+    ep = api.request("GET", f"/api/v1/namespaces/default/endpoints/{service}")
+    return sorted(f"{a['ip']}:{p['port']}" for s in ep.get("subsets") or []
+                  for a in s.get("addresses") or [] for p in s.get("ports") or [])
+
+
+def _tcp_service(api: Api, name: str, port: int) -> str:
+    """A ClusterIP Service over the kubia pods whose port is spliced (appProtocol tcp)."""
+    with contextlib.suppress(Exception):
+        api.request("DELETE", f"/api/v1/namespaces/default/services/{name}")
+    svc = api.request("POST", "/api/v1/namespaces/default/services", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"selector": {"run": "kubia"}, "ports": [
+            {"port": port, "targetPort": 8080, "appProtocol": "tcp"}]}})
+    url = f"http://{svc['spec']['clusterIP']}:{port}/"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # until the proxy listens and the endpoints are in
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1):
+            return url
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} never answered")
+
+
+_SINK = """
+import socket, threading
+def serve(conn):
+    total, buf = 0, bytearray(1 << 20)
+    while n := conn.recv_into(buf):
+        total += n
+    conn.sendall(str(total).encode())
+    conn.close()
+with socket.create_server(("", 9000), backlog=64) as srv:
+    while True:
+        threading.Thread(target=serve, args=(srv.accept()[0],), daemon=True).start()
+"""
+
+
+def _stream(host: str, port: int, *, seconds: float, streams: int) -> float:
+    """MB/s that `streams` connections push to the sink in `seconds` (as it counted)."""
+    chunk = b"\x5a" * (1 << 20)
+    counted: list[int] = []
+
+    def one() -> None:
+        with socket.create_connection((host, port), timeout=10) as sock:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                sock.sendall(chunk)
+            sock.shutdown(socket.SHUT_WR)
+            counted.append(int(sock.recv(64) or b"0"))
+    started = time.monotonic()
+    threads = [threading.Thread(target=one) for _ in range(streams)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return round(sum(counted) / (time.monotonic() - started) / 1e6, 1)
+
+
+def tcp_stream(api: Api, *, seconds: float = 3.0, streams: int = 4) -> dict[str, Any]:
+    """A sink pod behind a ClusterIP Service: bytes/s through the proxy and direct."""
+    base = "/api/v1/namespaces/default"
+    for kind in ("services", "pods"):
+        with contextlib.suppress(Exception):
+            api.request("DELETE", f"{base}/{kind}/bench-sink")
+    api.request("POST", f"{base}/pods", {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "bench-sink", "labels": {"app": "bench-sink"}},
+        "spec": {"containers": [{"name": "sink", "image": "python",
+                                 "command": ["python3", "-c", _SINK],
+                                 "ports": [{"containerPort": 9000}]}]}})
+    svc = api.request("POST", f"{base}/services", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "bench-sink"},
+        "spec": {"selector": {"app": "bench-sink"}, "ports": [{"port": 9000}]}})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            pods = _pod_addresses(api, "bench-sink")
+            if pods:
+                try:
+                    _stream(svc["spec"]["clusterIP"], 9000, seconds=0.1, streams=1)
+                    break
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sink pod never answered")
+            time.sleep(0.3)
+        pod_ip = pods[0].split(":")[0]
+        direct = _stream(pod_ip, 9000, seconds=seconds, streams=streams)
+        proxied = _stream(svc["spec"]["clusterIP"], 9000, seconds=seconds, streams=streams)
+        return {"direct_MBps": direct, "proxied_MBps": proxied, "streams": streams,
+                "seconds": seconds}
+    finally:
+        for kind in ("services", "pods"):
+            with contextlib.suppress(Exception):
+                api.request("DELETE", f"{base}/{kind}/bench-sink")
+
+
+def compare(api: Api, *, seconds: int = 5, connections: int = 32,
+            lb_url: str = LB_URL) -> dict[str, Any]:
+    """The Service proxy against nginx, HAProxy and the pods themselves (module doc)."""
+    missing = [tool for tool in ("wrk", "nginx", "haproxy") if shutil.which(tool) is None]
+    if missing:
+        return {"error": f"not installed: {', '.join(missing)} (make install adds them)"}
+    pods = _pod_addresses(api, "kubia-http")
+    if not pods:
+        return {"error": "kubia-http has no ready endpoints"}
+    results: dict[str, Any] = {"pods": pods}
+    results["proxy_http"] = wrk(lb_url, seconds=seconds, connections=connections)
+    with tempfile.TemporaryDirectory(prefix="mo-bench-lb-") as tmp:
+        work = Path(tmp)
+        port = free_port()
+        conf = work / "nginx.conf"
+        conf.write_text(_NGINX.format(dir=work, port=port,
+                                      servers=" ".join(f"server {p};" for p in pods)))
+        with _started(["nginx", "-p", str(work), "-e", str(work / "nginx-error.log"),
+                       "-c", str(conf)], port):
+            results["nginx"] = wrk(f"http://127.0.0.1:{port}/", seconds=seconds,
+                                   connections=connections)
+        port = free_port()
+        conf = work / "haproxy.cfg"
+        conf.write_text(_HAPROXY.format(port=port, servers="\n".join(
+            f"    server pod{i} {p}" for i, p in enumerate(pods))))
+        with _started(["haproxy", "-f", str(conf), "-db"], port):
+            results["haproxy"] = wrk(f"http://127.0.0.1:{port}/", seconds=seconds,
+                                     connections=connections)
+    tcp_url = _tcp_service(api, "kubia-bench-tcp", 8090)
+    try:
+        results["proxy_tcp"] = wrk(tcp_url, seconds=seconds, connections=connections)
+    finally:
+        with contextlib.suppress(Exception):
+            api.request("DELETE", "/api/v1/namespaces/default/services/kubia-bench-tcp")
+    results["direct"] = wrk_split([f"http://{p}/" for p in pods], seconds=seconds,
+                                  connections=connections)
+    try:
+        results["tcp_stream"] = tcp_stream(api)
+    except Exception as exc:  # the HTTP figures stand on their own
+        results["tcp_stream"] = {"error": repr(exc)}
+
+    def ratio(a: Any, b: Any) -> float | None:
+        return round(a / b, 3) if a and b else None
+    http, nginx = results["proxy_http"], results["nginx"]
+    results["ratios"] = {
+        "http_vs_nginx_throughput": ratio(http["requests_per_s"], nginx["requests_per_s"]),
+        "http_vs_haproxy_throughput": ratio(http["requests_per_s"],
+                                            results["haproxy"]["requests_per_s"]),
+        "http_vs_nginx_p50": ratio(http["p50_s"], nginx["p50_s"]),
+        "tcp_vs_direct_throughput": ratio(results["proxy_tcp"]["requests_per_s"],
+                                          results["direct"]["requests_per_s"]),
+        "tcp_stream_vs_direct": ratio(results["tcp_stream"].get("proxied_MBps"),
+                                      results["tcp_stream"].get("direct_MBps")),
+    }
+    return results

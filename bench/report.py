@@ -68,9 +68,20 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
     row("idle control plane PSS", mem.get("pss_mb"), 80, "MB")
     row("per-pod overhead PSS (shim+init)", mem.get("per_pod_pss_mb"), None, "MB")
     proxy = results.get("proxy") or {}
-    row("proxy requests/s (wrk 16 conns)", proxy.get("requests_per_s"), None, "req/s",
+    http = proxy.get("proxy_http") or {}
+    ratios = proxy.get("ratios") or {}
+    row("proxy requests/s (wrk 32 conns, LB)", http.get("requests_per_s"), None, "req/s",
         lower_is_better=False)
-    row("proxy p99 latency", proxy.get("p99_s"), None, "s")
+    row("proxy p99 latency", http.get("p99_s"), None, "s")
+    row("proxy/nginx throughput", ratios.get("http_vs_nginx_throughput"), 0.8, "x",
+        lower_is_better=False)
+    row("proxy/HAProxy throughput", ratios.get("http_vs_haproxy_throughput"), None, "x",
+        lower_is_better=False)
+    row("proxy/nginx p50 latency", ratios.get("http_vs_nginx_p50"), 2.0, "x")
+    row("raw TCP via Service / direct (conn/request)", ratios.get("tcp_vs_direct_throughput"),
+        0.9, "x", lower_is_better=False)
+    row("raw TCP stream via Service / direct (bytes)", ratios.get("tcp_stream_vs_direct"),
+        0.9, "x", lower_is_better=False)
     row("CLI get pods median", _get(results, "cli", "median"), None, "s")
     dash = results.get("dashboard") or {}
     row("dashboard first paint of a list (cold)", dash.get("first_paint_ms"), 300, "ms")

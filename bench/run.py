@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                 steps: list[tuple[str, str, Callable[[], Any]]] = [
                     ("memory", "memory: idle 5 s", lambda: memory.measure(cluster.pid)),
                     ("cli", "CLI: get pods x10", lambda: cli_get_pods(cluster)),
-                    ("proxy", "proxy: wrk 5 s, 16 connections", network.wrk),
+                    ("proxy", "proxy: wrk 5 s, 32 connections vs nginx, HAProxy, pods",
+                     lambda: network.compare(api)),
                     ("endpoints", "endpoints: scale kubia 3→4 while polling the LB",
                      lambda: network.endpoint_propagation(api, repeat=args.repeat)),
                     ("burst", f"burst: {args.pods} pods at once",

@@ -18,7 +18,13 @@ Data flow:
 Invariants:
 - Services without a selector (the `kubernetes` Service, or a user's hand-made
   Endpoints) are never touched: their Endpoints belong to someone else.
-- Pods without an IP, terminating pods and finished pods are not endpoints.
+- Pods without an IP, terminating pods and finished pods are not endpoints: a deleted
+  pod leaves `addresses` at once (its deletionTimestamp), and the kubelet holds its
+  SIGTERM until it has (node/podworker.py `_leave_endpoints`), so no proxy sends a new
+  connection to an app that is shutting down. A running pod that is not Ready (an app
+  restarting after a crash, a failing readiness probe) is in `notReadyAddresses`, which
+  tells the Service proxy an endpoint is expected back (it makes clients wait).
+  `publishNotReadyAddresses` lists every pod with an IP under `addresses`.
 - Pods are grouped into subsets by their resolved port set (k8s' RepackSubsets), and
   addresses are sorted, so the same state always yields the same object and an idle
   cluster writes nothing.
@@ -68,11 +74,15 @@ def resolve_port(service_port: Obj, pod: Obj) -> int | None:
 def build_subsets(service: Obj, pods: Iterable[Obj]) -> list[Obj]:
     spec = service.get("spec") or {}
     service_ports: list[Obj] = spec.get("ports") or []
+    # Kubernetes' publishNotReadyAddresses (StatefulSet peer discovery): every pod with
+    # an IP is an address, Ready or not; terminating ones too, as k8s keeps them.
+    publish_not_ready = bool(spec.get("publishNotReadyAddresses"))
     groups: dict[PortTuple, dict[str, list[Obj]]] = {}
     for pod in pods:
         status = pod.get("status") or {}
         ip = status.get("podIP")
-        if not ip or is_terminating(pod) or phase_of(pod) in TERMINAL_PHASES:
+        if not ip or phase_of(pod) in TERMINAL_PHASES or (
+                is_terminating(pod) and not publish_not_ready):
             continue
         ports: list[tuple[str, int, str]] = []
         for sp in service_ports:
@@ -90,7 +100,8 @@ def build_subsets(service: Obj, pods: Iterable[Obj]) -> list[Obj]:
         address["targetRef"] = {"kind": "Pod", "namespace": meta.get("namespace", ""),
                                 "name": meta["name"], "uid": meta.get("uid", "")}
         group = groups.setdefault(tuple(ports), {"addresses": [], "notReadyAddresses": []})
-        group["addresses" if is_ready(pod) else "notReadyAddresses"].append(address)
+        ready = is_ready(pod) or publish_not_ready
+        group["addresses" if ready else "notReadyAddresses"].append(address)
     subsets: list[Obj] = []
     for ports_key in sorted(groups):
         group = groups[ports_key]

@@ -13,7 +13,8 @@
                                                │         → exit → restart per policy,
                                                │           CrashLoopBackOff back-off
                                                └─ _until_kill: deletionTimestamp / removed
-                                                    → stop containers (grace) → destroy
+                                                    → not Ready → out of every Endpoints
+                                                    (bounded) → stop containers (grace) → destroy
                                                     → delete the pod (grace 0)
     every state change ──► _sync_status ──► registry (status subresource, only if changed)
     ConfigWatch (a referenced ConfigMap/Secret changed) ──► volumes swapped in place,
@@ -46,7 +47,7 @@ import anyio
 import structlog
 
 from miniorch.api.errors import ApiError, Conflict, NotFound
-from miniorch.api.kinds import PODS, SERVICES
+from miniorch.api.kinds import ENDPOINTS, PODS, SERVICES
 from miniorch.api.registry import Registry
 from miniorch.api.satokens import ServiceAccountTokens
 from miniorch.core import podfiles
@@ -173,6 +174,13 @@ def cpu_millis(value: object) -> int:
 
 def memory_bytes(value: object) -> int:
     return math.ceil(parse_quantity(value))
+
+
+ENDPOINTS_LEAVE_SECONDS = 2.0
+"""At most this long a deleted pod's containers wait for it to leave the Endpoints
+(the endpoints controller normally takes milliseconds)."""
+ENDPOINTS_SETTLE_SECONDS = 0.05
+"""Then this long for the Service proxy's Endpoints watch to deliver the change."""
 
 
 def pod_limits(pod: Obj) -> tuple[int | None, int | None]:
@@ -823,9 +831,39 @@ class PodWorker:
             self._sync_status()
         if not running:
             return
+        if reason == "Killing":
+            await self._leave_endpoints(grace)
         async with anyio.create_task_group() as tg:
             for proc in running.values():
                 tg.start_soon(proc.stop, grace)
+
+    async def _leave_endpoints(self, grace: float) -> None:
+        """Hold SIGTERM until no Endpoints lists this pod as Ready (bounded by the grace
+        period and ENDPOINTS_LEAVE_SECONDS), then ENDPOINTS_SETTLE_SECONDS for the
+        Service proxy's watch to apply it. Kubernetes signals the containers at the same
+        moment the endpoints controller and kube-proxy learn of the deletion, so a pod
+        can still be sent connections after its app stopped taking them
+        (kubernetes/kubernetes#43576); here no new connection reaches a stopping app."""
+        if grace <= 0:
+            return
+        with anyio.move_on_after(min(grace, ENDPOINTS_LEAVE_SECONDS)):
+            if self._listed_ready_in_endpoints():
+                # Opened before the re-check, so no change can slip between the two.
+                async with self.ctx.registry.watch(ENDPOINTS, self.namespace) as watch:
+                    if self._listed_ready_in_endpoints():
+                        async for _ in watch:
+                            if not self._listed_ready_in_endpoints():
+                                break
+            await anyio.sleep(ENDPOINTS_SETTLE_SECONDS)
+
+    def _listed_ready_in_endpoints(self) -> bool:
+        items, _ = self.ctx.registry.list(ENDPOINTS, self.namespace, shared=True)
+        for endpoints in items:
+            for subset in endpoints.get("subsets") or []:
+                for address in subset.get("addresses") or []:
+                    if (address.get("targetRef") or {}).get("uid") == self.uid:
+                        return True
+        return False
 
     async def _teardown(self, *, grace: float, final: bool = True) -> None:
         sandbox, self.sandbox = self.sandbox, None

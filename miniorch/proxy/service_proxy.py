@@ -6,15 +6,20 @@ Data flow:
     informer(NODES)     ─► node InternalIPs ─► dirty NodePort/LoadBalancer keys  │
     informer(ENDPOINTS) ─► _endpoints cache ─► Balancer.update() (at once)       │
                                                                                  ▼
-        listeners (TCPSite on the shared AppRunner) + routes + EXTERNAL-IP + status
+        listeners (asyncio servers / UDP sockets) + routes + EXTERNAL-IP + status
 
-For every TCP port of a Service the proxy listens on
+For every TCP and UDP port of a Service the proxy listens on
   (a) `clusterIP:port`,
   (b) for NodePort and LoadBalancer, `127.0.0.1:nodePort` and `InternalIP:nodePort` of
       every Node whose InternalIP is a local address of this host (others are skipped),
   (c) for LoadBalancer, `EXTERNAL-IP:port`, the address coming from `ExternalIPPool`.
-Every listener serves the one application of `forwarding.py`, which picks the route
-from the local address a connection arrived on.
+A TCP listener accepts any protocol (listener.py: appProtocol or sniffing picks the
+HTTP/1 path or a byte splice); a UDP listener relays datagrams (udp.py). Both find
+their route from the local address a connection or datagram arrived on.
+
+Rootless mode (a Dialer reaches pods, no bridge): TCP works as above; UDP ports are
+not served (the dialer has no datagrams) and ClusterIPs are loopback addresses, so
+pods cannot reach them — only the host can.
 
 Invariants:
 - Level-triggered: `_reconcile(key)` reads the cached Service and the listeners it
@@ -35,16 +40,18 @@ Invariants:
 - ClusterIPs and EXTERNAL-IPs that are not loopback are made local through
   `LocalAddresses.add()` before binding and removed after their last listener
   closes (reference-counted); loopback addresses need nothing and are never passed.
-- Cancellation closes every listener, removes every address added, and closes the
-  shared client session (the `AppRunner`'s cleanup), under a shielded grace period.
+- Cancellation closes every listener, removes every address added, and closes every
+  proxied connection, under a shielded grace period.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import math
 import os
+import socket
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -54,7 +61,6 @@ from typing import Protocol
 import anyio
 import anyio.abc
 import structlog
-from aiohttp import web
 
 from miniorch.api.errors import ApiError
 from miniorch.api.kinds import ENDPOINTS, NODES, SERVICES
@@ -64,9 +70,13 @@ from miniorch.core.dialer import Dialer
 from miniorch.core.objects import Obj
 from miniorch.core.settings import Settings
 from miniorch.machinery.informer import InformerEvent, SharedInformerFactory
-from miniorch.proxy.balancer import Balancer, affinity_timeout, ready_backends
+from miniorch.proxy.balancer import Balancer, affinity_timeout, endpoint_wait, ready_backends
+from miniorch.proxy.connections import ProxyCore, ProxyStats, Route
 from miniorch.proxy.external_ips import ExternalIPPool, ServiceKey
-from miniorch.proxy.forwarding import Route, proxy_app
+from miniorch.proxy.fastpath import Acceptor
+from miniorch.proxy.listener import http_hand_off
+from miniorch.proxy.sniff import mode_for
+from miniorch.proxy.udp import UdpFrontend
 
 log = structlog.get_logger(__name__)
 
@@ -77,9 +87,12 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 NODE_LOOPBACK = "127.0.0.1"
 """NodePorts always listen here, so `curl 127.0.0.1:<nodePort>` works on the host."""
 PROXIED_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+LISTEN_BACKLOG = 1024
 
 Address = tuple[str, int]
 """(ip, port) a listener is bound to."""
+Bind = tuple[str, int, str]
+"""(ip, port, protocol): what one listener holds."""
 Problem = tuple[str, str]
 """(Event reason, message) of something that keeps a Service from being fully served."""
 
@@ -119,7 +132,8 @@ class _Want:
 
 @dataclass
 class _Listener:
-    site: web.TCPSite
+    server: Acceptor | None
+    udp: UdpFrontend | None
     want: _Want
     managed_address: bool
     """We added the IP through LocalAddresses and must remove it."""
@@ -151,12 +165,14 @@ class ServiceProxy:
         self._node_ips: dict[str, tuple[str, ...]] = {}
         self._balancers: dict[ServiceKey, dict[str, Balancer]] = {}
         self._routes: dict[Address, Route] = {}
-        self._listeners: dict[Address, _Listener] = {}
+        self._udp_routes: dict[Address, Route] = {}
+        self._core = ProxyCore(routes=self._routes, udp_routes=self._udp_routes, dialer=dialer)
+        self._listeners: dict[Bind, _Listener] = {}
+        self._port_protocols: dict[ServiceKey, dict[str, str]] = {}
         self._address_refs: Counter[str] = Counter()
         self._dirty: dict[ServiceKey, None] = {}  # an ordered set
         self._retry_at: dict[ServiceKey, float] = {}
         self._backoff: dict[ServiceKey, float] = {}
-        self._runner: web.AppRunner | None = None
         # anyio Events need a running loop: made in run().
         self._wake: anyio.Event | None = None
         self._changed: anyio.Event | None = None
@@ -165,8 +181,18 @@ class ServiceProxy:
 
     @property
     def listening(self) -> frozenset[Address]:
-        """Every (ip, port) the proxy is bound to right now."""
-        return frozenset(self._listeners)
+        """Every TCP (ip, port) the proxy is bound to right now."""
+        return frozenset((ip, port) for ip, port, proto in self._listeners if proto == "TCP")
+
+    @property
+    def listening_udp(self) -> frozenset[Address]:
+        return frozenset((ip, port) for ip, port, proto in self._listeners if proto == "UDP")
+
+    @property
+    def stats(self) -> ProxyStats:
+        """Counters of connections, retries and failures (clients that got a 503,
+        502 or refusal), for the dashboard, tests and the bench."""
+        return self._core.stats
 
     def backends(self, namespace: str, name: str, port_name: str = "") -> tuple[Address, ...]:
         """The Ready backends the proxy balances over for one Service port."""
@@ -191,10 +217,6 @@ class ServiceProxy:
                   ) -> None:
         self._wake = anyio.Event()
         self._changed = anyio.Event()
-        runner = web.AppRunner(proxy_app(self._routes, dialer=self._dialer),
-                               access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        self._runner = runner
         try:
             async with anyio.create_task_group() as tg:
                 if self._own_informers:
@@ -229,10 +251,8 @@ class ServiceProxy:
                 await self._close(address)
             except Exception:
                 log.exception("closing listener failed", address=_fmt(address))
-        if self._runner is not None:
-            await self._runner.cleanup()  # closes kept-alive connections and the session
-            self._runner = None
-        log.info("service proxy stopped")
+        self._core.close()  # every proxied connection and idle upstream
+        log.info("service proxy stopped", **vars(self._core.stats))
 
     # ---- informer handlers -----------------------------------------------------------
 
@@ -252,6 +272,9 @@ class ServiceProxy:
         else:
             self._endpoints[key] = event.object
         self._refresh_backends(key)
+        if self._core.idle:
+            self._core.prune_idle({b for ports in self._balancers.values()
+                                   for balancer in ports.values() for b in balancer.backends})
         self._notify()
 
     def _on_node(self, event: InformerEvent) -> None:
@@ -348,10 +371,10 @@ class ServiceProxy:
         spec: Obj = (svc or {}).get("spec") or {}
         svc_type = spec.get("type") or "ClusterIP"
         problems: list[Problem] = []
-        desired: dict[Address, _Want] = {}
+        desired: dict[Bind, _Want] = {}
         external_ip: str | None = None
-        external: list[Address] = []
-        port_names: list[str] = []
+        external: list[Bind] = []
+        port_names: dict[str, str] = {}
 
         if svc is not None and svc_type in PROXIED_TYPES:
             if svc_type == "LoadBalancer":
@@ -361,20 +384,25 @@ class ServiceProxy:
                 cluster_ip = None  # headless: no virtual IP to listen on
             node_hosts = [NODE_LOOPBACK, *self._all_node_ips()]
             for port in spec.get("ports") or []:
-                if port.get("protocol", "TCP") != "TCP" or not port.get("port"):
-                    continue  # UDP/SCTP: not proxied (HTTP proxy)
+                protocol = str(port.get("protocol") or "TCP")
+                if protocol not in ("TCP", "UDP") or not port.get("port"):
+                    continue  # SCTP: not proxied
+                if protocol == "UDP" and self._dialer is not None:
+                    log.warning("UDP service port not served in rootless mode",
+                                service=_fmt_key(key), port=port.get("port"))
+                    continue
                 name = str(port.get("name") or "")
-                port_names.append(name)
+                port_names[name] = protocol
                 number = int(port["port"])
                 if cluster_ip:
-                    desired[(cluster_ip, number)] = _Want(key, name, owned=True)
+                    desired[(cluster_ip, number, protocol)] = _Want(key, name, owned=True)
                 if svc_type != "ClusterIP" and port.get("nodePort"):
                     for host in node_hosts:
-                        desired.setdefault((host, int(port["nodePort"])),
+                        desired.setdefault((host, int(port["nodePort"]), protocol),
                                            _Want(key, name, owned=False))
                 if external_ip:
-                    desired[(external_ip, number)] = _Want(key, name, owned=True)
-                    external.append((external_ip, number))
+                    desired[(external_ip, number, protocol)] = _Want(key, name, owned=True)
+                    external.append((external_ip, number, protocol))
         if svc_type != "LoadBalancer" or svc is None:
             released = self._pool.release(key)
             if released:
@@ -385,6 +413,8 @@ class ServiceProxy:
         for address, listener in list(self._listeners.items()):
             if listener.want.service == key and desired.get(address) != listener.want:
                 await self._close(address)
+            elif listener.want.service == key:
+                self._set_route(address, listener.want, svc)  # appProtocol may change
         for address, want in desired.items():
             holder = self._listeners.get(address)
             if holder is not None:
@@ -440,19 +470,24 @@ class ServiceProxy:
             log.info("allocated EXTERNAL-IP", service=_fmt_key(key), ip=allocated)
         return allocated
 
-    def _sync_balancers(self, key: ServiceKey, svc: Obj | None, port_names: list[str]) -> None:
+    def _sync_balancers(self, key: ServiceKey, svc: Obj | None,
+                        port_names: dict[str, str]) -> None:
         mine = self._balancers.setdefault(key, {})
         for name in [n for n in mine if n not in port_names]:
             del mine[name]
         affinity = affinity_timeout(svc) if svc else None
+        wait = endpoint_wait(svc) if svc else 0.0
         for name in port_names:
             balancer = mine.get(name)
             if balancer is None:
                 label = f"{key[0]}/{key[1]}" + (f":{name}" if name else "")
                 balancer = mine[name] = Balancer(clock=self._clock, description=label)
-            balancer.configure(affinity_seconds=affinity)
-        if not mine:
+            balancer.configure(affinity_seconds=affinity, wait_seconds=wait)
+        if mine:
+            self._port_protocols[key] = dict(port_names)
+        else:
             del self._balancers[key]
+            self._port_protocols.pop(key, None)
         self._refresh_backends(key)
 
     def _refresh_backends(self, key: ServiceKey) -> None:
@@ -460,9 +495,19 @@ class ServiceProxy:
         if not mine:
             return
         endpoints = self._endpoints.get(key)
+        protocols = self._port_protocols.get(key, {})
+        svc = self._services.get(key)
+        # A Service with a selector whose Endpoints are not written yet expects some:
+        # its endpoints controller has not caught up (a new Service, a restart).
+        unwritten = endpoints is None and bool(((svc or {}).get("spec") or {}).get("selector"))
         for name, balancer in mine.items():
-            balancer.update(ready_backends(endpoints, port_name=name,
-                                           single_port=len(mine) == 1))
+            protocol = protocols.get(name, "TCP")
+            single = len(mine) == 1
+            ready = ready_backends(endpoints, port_name=name, single_port=single,
+                                   protocol=protocol)
+            starting = ready_backends(endpoints, port_name=name, single_port=single,
+                                      protocol=protocol, field="notReadyAddresses")
+            balancer.update(ready, expecting=bool(starting) or unwritten)
 
     def _publish(self, key: ServiceKey, svc_type: str, ip: str | None, bound: bool) -> None:
         """Write `status.loadBalancer` if it should change: the ingress appears once
@@ -495,33 +540,65 @@ class ServiceProxy:
 
     # ---- listeners -----------------------------------------------------------------
 
-    async def _open(self, address: Address, want: _Want) -> None:
-        runner = self._runner
-        assert runner is not None
-        host, port = address
+    def _set_route(self, address: Bind, want: _Want, svc: Obj | None) -> None:
+        host, port, protocol = address
+        app_protocol = None
+        for item in ((svc or {}).get("spec") or {}).get("ports") or []:
+            if str(item.get("name") or "") == want.port_name:
+                app_protocol = item.get("appProtocol")
+        route = Route(service=_fmt_key(want.service), port_name=want.port_name,
+                      balancer=self._balancers[want.service][want.port_name],
+                      mode=mode_for(app_protocol))
+        table = self._udp_routes if protocol == "UDP" else self._routes
+        if table.get((host, port)) != route:
+            table[(host, port)] = route
+
+    async def _open(self, address: Bind, want: _Want) -> None:
+        host, port, protocol = address
         managed = want.owned and not ipaddress.ip_address(host).is_loopback
         if managed and self._address_refs[host] == 0:
             await self._local.add(host)
-        site = web.TCPSite(runner, host, port, backlog=1024)
+        loop = asyncio.get_running_loop()
+        server: Acceptor | None = None
+        udp: UdpFrontend | None = None
+        core = self._core
         try:
-            await site.start()
+            if protocol == "UDP":
+                frontend = UdpFrontend(core, (host, port))
+                await loop.create_datagram_endpoint(lambda: frontend, local_addr=(host, port),
+                                                    reuse_port=False)
+                udp = frontend
+            else:
+                where = (host, port)
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.bind(where)
+                    sock.listen(LISTEN_BACKLOG)
+                except BaseException:
+                    sock.close()
+                    raise
+                server = Acceptor(core, where, sock, http_hand_off(core, where))
         except BaseException:
-            await site.stop()  # unregisters it from the runner
             if managed and self._address_refs[host] == 0:
                 await self._local.remove(host)
             raise
         if managed:
             self._address_refs[host] += 1
-        self._listeners[address] = _Listener(site, want, managed)
-        self._routes[address] = Route(service=_fmt_key(want.service), port_name=want.port_name,
-                                      balancer=self._balancers[want.service][want.port_name])
+        self._listeners[address] = _Listener(server, udp, want, managed)
+        self._set_route(address, want, self._services.get(want.service))
         log.info("listening", service=_fmt_key(want.service), address=_fmt(address))
 
-    async def _close(self, address: Address) -> None:
+    async def _close(self, address: Bind) -> None:
         listener = self._listeners.pop(address)
-        self._routes.pop(address, None)
-        await listener.site.stop()
-        host = address[0]
+        host, port, protocol = address
+        (self._udp_routes if protocol == "UDP" else self._routes).pop((host, port), None)
+        if listener.server is not None:
+            # Accepted connections live on: kept-alive HTTP clients get a 503 and a
+            # close at their next request, splices run until their ends close.
+            listener.server.close()
+        if listener.udp is not None:
+            listener.udp.close()
         if listener.managed_address:
             self._address_refs[host] -= 1
             if self._address_refs[host] <= 0:
@@ -540,8 +617,9 @@ def _fmt_key(key: ServiceKey) -> str:
     return f"{key[0]}/{key[1]}"
 
 
-def _fmt(address: Address) -> str:
-    return f"{address[0]}:{address[1]}"
+def _fmt(address: Address | Bind) -> str:
+    suffix = "/UDP" if len(address) == 3 and address[2] == "UDP" else ""
+    return f"{address[0]}:{address[1]}{suffix}"
 
 
 def _why(exc: OSError) -> str:

@@ -26,7 +26,7 @@ def test_json_has_every_section_and_the_headline(tmp_path: Path) -> None:
     rows = {r["figure"]: r for r in data["headline"]}
     assert rows["up --no-demo → Ready (cmd) median"]["ok"] is True
     assert rows["burst created→Ready max (worst run)"]["value"] == 0.3
-    assert rows["proxy requests/s (wrk 16 conns)"]["value"] is None
+    assert rows["proxy requests/s (wrk 32 conns, LB)"]["value"] is None
     text = report.table(data["headline"])
     assert "minikube" in text and "idle control plane RSS" in text
 

@@ -98,3 +98,27 @@ async def test_services_without_selector_are_left_alone(cluster: Any, run_actors
     kept = cluster.registry.get(ENDPOINTS, "default", "external")
     assert kept["subsets"][0]["addresses"] == [{"ip": "127.0.0.1"}]
     assert cluster.registry.try_get(ENDPOINTS, "default", "kubernetes") is None
+
+
+def _pod(name: str, ip: str, *, ready: bool, terminating: bool = False) -> Obj:
+    meta: Obj = {"name": name, "namespace": "default", "uid": f"uid-{name}"}
+    if terminating:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"metadata": meta, "spec": {"nodeName": "n1"}, "status": {
+        "phase": "Running", "podIP": ip,
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def test_terminating_pods_leave_and_publish_not_ready_keeps_everyone() -> None:
+    from miniorch.controllers.endpoints import build_subsets
+
+    pods = [_pod("a", "10.0.0.1", ready=True), _pod("b", "10.0.0.2", ready=False),
+            _pod("c", "10.0.0.3", ready=True, terminating=True)]
+    svc: Obj = {"spec": {"ports": [{"port": 80}]}}
+    [subset] = build_subsets(svc, pods)
+    assert [a["ip"] for a in subset["addresses"]] == ["10.0.0.1"]
+    assert [a["ip"] for a in subset["notReadyAddresses"]] == ["10.0.0.2"]  # expected back
+    svc["spec"]["publishNotReadyAddresses"] = True
+    [subset] = build_subsets(svc, pods)
+    assert [a["ip"] for a in subset["addresses"]] == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    assert "notReadyAddresses" not in subset

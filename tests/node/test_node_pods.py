@@ -7,7 +7,7 @@ import signal
 
 import anyio
 
-from miniorch.api.kinds import PODS
+from miniorch.api.kinds import ENDPOINTS, NAMESPACES, PODS
 from miniorch.api.registry import Registry
 from miniorch.core import podfiles
 from miniorch.core.settings import Settings
@@ -221,6 +221,35 @@ async def test_graceful_deletion_removes_the_pod(
         assert runtime.live_processes() == []
         assert not directory.exists()
         assert node.kubelet.workers == {}
+
+
+async def test_deleted_pod_leaves_the_endpoints_before_sigterm(
+        registry: Registry, settings: Settings, runtime: ProcessRuntime) -> None:
+    async with running_kubelet(registry, settings, runtime) as node:
+        pod = make_pod(registry, node.name, ports=[8080])
+        await wait_for(lambda: container_status(registry, pod).get("ready"), what="ready")
+        if registry.try_get(NAMESPACES, "", "default") is None:
+            registry.create(NAMESPACES, {"metadata": {"name": "default"}})
+        ref = {"kind": "Pod", "namespace": "default", "name": pod["metadata"]["name"],
+               "uid": pod["metadata"]["uid"]}
+        # Endpoints that keep listing the pod as Ready (no endpoints controller runs).
+        registry.create(ENDPOINTS, {"metadata": {"name": "web", "namespace": "default"},
+                                    "subsets": [{"addresses": [{"ip": "10.9.9.9",
+                                                                "targetRef": ref}],
+                                                 "ports": [{"port": 8080}]}]})
+        registry.delete(PODS, "default", pod["metadata"]["name"])
+        await anyio.sleep(0.5)
+        assert runtime.live_processes(), "SIGTERM sent while the pod was still an endpoint"
+        current = pod_of(registry, pod)
+        assert current is not None and condition(current, "Ready")["status"] == "False"
+
+        def leave(ep: dict) -> None:  # type: ignore[type-arg]
+            ep["subsets"][0]["notReadyAddresses"] = ep["subsets"][0].pop("addresses")
+        registry.mutate(ENDPOINTS, "default", "web", leave)
+        began = anyio.current_time()
+        await wait_for(lambda: pod_of(registry, pod) is None, what="pod removed")
+        assert anyio.current_time() - began < 1.5
+        assert runtime.live_processes() == []
 
 
 async def test_sandbox_failure_is_retried(
