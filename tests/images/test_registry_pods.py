@@ -37,6 +37,9 @@ from tests.node.nodehelpers import (
     wait_for,
 )
 
+OFFLINE = {"MINIORCH_OFFLINE": "1"}
+"""Only loopback registries (never Docker Hub): the suite must not reach the internet."""
+
 __all__ = ["registry", "settings", "stub"]  # fixtures, re-exported for pytest
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -79,7 +82,7 @@ def node_store(workdir: Path, base_cache: Path, host: str) -> ImageStore:
     home = workdir / "node-home"
     home.mkdir()
     (home / "registries.json").write_text(json.dumps({"insecure": [host]}))
-    return open_store(home, env={}, base_cache=base_cache)
+    return open_store(home, env=OFFLINE, base_cache=base_cache)
 
 
 def waiting_reason(registry: Registry, pod: dict[str, object]) -> object:
