@@ -22,7 +22,7 @@ from miniorch.core.settings import Settings
 from miniorch.images import ImageStore, build
 from miniorch.images import registry as oci_registry
 from miniorch.images.regconfig import open_store
-from miniorch.node.cri import ImageInfo
+from miniorch.node.cri import ImageInfo, PullAuth
 from miniorch.node.processes import ProcessRuntime
 from miniorch.node.runtime import SandboxRuntime
 from tests.images.regserver import RunningRegistry, needs_registry, run_registry
@@ -58,8 +58,8 @@ class RegistryBackedProcesses(ProcessRuntime):
     async def resolve_image(self, ref: str) -> ImageInfo | None:
         return await self.store_images.resolve_image(ref)
 
-    async def pull_image(self, ref: str) -> ImageInfo:
-        return await self.store_images.pull_image(ref)
+    async def pull_image(self, ref: str, auth: PullAuth | None = None) -> ImageInfo:
+        return await self.store_images.pull_image(ref, auth)
 
 
 @pytest.fixture
