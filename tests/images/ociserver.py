@@ -190,6 +190,11 @@ class OciServer:
         repo = scope.split(":")[1] if scope.count(":") == 2 else ""
         if q.get("service") != "registry.test":
             return web.json_response({"details": "unknown service"}, status=400)
+        valid = {"Basic " + base64.b64encode(":".join(c).encode()).decode()
+                 for c in self.private.values()}
+        if q["authorization"] and q["authorization"] not in valid:
+            return web.json_response({"details": "incorrect username or password"},
+                                     status=401)
         if repo in self.private:
             want = "Basic " + base64.b64encode(":".join(self.private[repo]).encode()).decode()
             if q["authorization"] != want:

@@ -10,6 +10,8 @@ at it through a loopback mirror in registries.json; the suite runs offline
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -214,3 +216,29 @@ def test_locally_built_image_is_not_repulled(store: ImageStore, context: Path,
     assert local.resolve("kubia") is not None
     assert not local.serves("kubia") and not local.serves("busybox")
     assert local.serves("nginx")  # not here: the docker.io mirror serves it
+
+
+async def test_image_login_with_token_auth_stores_0600(
+        hub: tuple[OciServer, str], workdir: Path) -> None:
+    s, host = hub
+    s.private["luksa/app"] = ("luksa", "s3cret")
+    home = workdir / "home"
+
+    def login(*argv: str, password: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "miniorch", "--state-dir", str(home), "image", "login",
+             *argv, "-u", "luksa", "--password-stdin"],
+            input=password + "\n", capture_output=True, text=True, timeout=60)
+
+    bad = await anyio.to_thread.run_sync(lambda: login("--insecure", host, password="no"))
+    assert bad.returncode != 0 and "incorrect username or password" in bad.stderr
+    assert not (home / "auth.json").exists()
+    ok = await anyio.to_thread.run_sync(lambda: login("--insecure", host, password="s3cret"))
+    assert ok.returncode == 0, ok.stderr
+    assert "Login Succeeded" in ok.stdout
+    assert oct((home / "auth.json").stat().st_mode & 0o777) == "0o600"
+    assert load_config(home).auth_for(host) == Credentials("luksa", "s3cret")
+    # No REGISTRY means Docker Hub, which offline mode does not contact.
+    hub_login = await anyio.to_thread.run_sync(lambda: login(password="s3cret"))
+    assert hub_login.returncode != 0 and "offline" in hub_login.stderr
+    assert "registry-1.docker.io" in hub_login.stderr
