@@ -292,28 +292,57 @@ def save_auth(home: Path, registry: str, creds: Credentials) -> Path:
 
 
 class RegistryPuller:
-    """The store's `Puller` for registries: fetches `ref` from where `config` says.
+    """The store's `Puller` for registries: fetches `ref` from where the config says.
+
+    Built from a fixed `config`, or from `home`: then registries.json and auth.json are
+    re-read whenever one of them changes (by mtime and size), so `image login` or a new
+    mirror takes effect in a running cluster without a restart.
 
     Returns None (so the store answers `no registry configured`) only when no endpoint
     may be contacted (offline, and no loopback mirror); every other failure raises.
     """
 
-    def __init__(self, config: RegistryConfig) -> None:
-        self.config = config
+    def __init__(self, config: RegistryConfig | None = None, *, home: Path | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+        assert config is not None or home is not None
+        self._fixed = config
+        self._home = home
+        self._env = env
+        self._stamp: tuple[tuple[float, int] | None, ...] | None = None
+        self._loaded = config or RegistryConfig()
+
+    @property
+    def config(self) -> RegistryConfig:
+        if self._fixed is not None or self._home is None:
+            return self._loaded
+        stamp = tuple(_stamp(self._home / name) for name in (REGISTRIES_FILE, AUTH_FILE))
+        if stamp != self._stamp:
+            self._loaded = load_config(self._home, env=self._env)
+            self._stamp = stamp
+        return self._loaded
 
     def serves(self, ref: Reference) -> bool:
         return bool(self.config.endpoints(ref))
 
     def pull(self, store: ImageStore, ref: Reference, *, progress: Progress,
              auth: Mapping[str, tuple[str, str]] | None = None) -> Image | None:
-        if not self.config.endpoints(ref):
+        config = self.config
+        if not config.endpoints(ref):
             return None
         from miniorch.images import registry  # the HTTP client: only when a pull happens
         from miniorch.images.progress import LineRenderer
 
         extra = {registry_key(k): Credentials(u, p) for k, (u, p) in (auth or {}).items()}
-        return registry.pull(store, ref, config=self.config, pod_auth=extra,
+        return registry.pull(store, ref, config=config, pod_auth=extra,
                              progress=LineRenderer(progress, newline=False))
+
+
+def _stamp(path: Path) -> tuple[float, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime, st.st_size
 
 
 def open_store(home: Path, *, env: Mapping[str, str] | None = None,
@@ -323,6 +352,7 @@ def open_store(home: Path, *, env: Mapping[str, str] | None = None,
     from miniorch.images.base import BaseImages
     from miniorch.images.store import ImageStore
 
-    config = load_config(home, env=env)
+    puller = RegistryPuller(home=home, env=env)
+    puller.config  # noqa: B018 -- read now: a malformed file is an error at open
     return ImageStore(home / "images",
-                      pullers=[BaseImages(cache_dir=base_cache), RegistryPuller(config)])
+                      pullers=[BaseImages(cache_dir=base_cache), puller])
