@@ -222,10 +222,21 @@ def cmd_login(ctx: Context, args: argparse.Namespace) -> int:
     import sys
 
     from miniorch.images import ImageError
-    from miniorch.images.regconfig import Credentials, load_config, save_auth
+    from miniorch.images.reference import DEFAULT_DOMAIN
+    from miniorch.images.regconfig import (
+        DOCKER_HUB_HOST,
+        Credentials,
+        is_loopback,
+        load_config,
+        registry_key,
+        save_auth,
+    )
     from miniorch.images.registry import RegistryClient
 
-    registry_host = args.registry.removeprefix("https://").removeprefix("http://").rstrip("/")
+    registry_host = registry_key(args.registry)
+    # Docker Hub's credentials are checked where its API lives (and stored under
+    # Docker's key for it, https://index.docker.io/v1/).
+    check_host = DOCKER_HUB_HOST if registry_host == DEFAULT_DOMAIN else registry_host
     username = args.username
     if username is None:
         if not sys.stdin.isatty() or args.password_stdin:
@@ -245,8 +256,10 @@ def cmd_login(ctx: Context, args: argparse.Namespace) -> int:
     creds = Credentials(username, password)
     try:
         config = load_config(ctx.home)
-        client = RegistryClient(registry_host,
-                                insecure=args.insecure or config.is_insecure(registry_host),
+        if config.offline and not is_loopback(check_host):
+            raise CliError(f"login: offline (MINIORCH_OFFLINE): not contacting {check_host}")
+        client = RegistryClient(check_host,
+                                insecure=args.insecure or config.is_insecure(check_host),
                                 auth=creds)
         try:
             resp = client.request("GET", "/v2/", scope="")

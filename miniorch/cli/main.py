@@ -283,7 +283,8 @@ def _image_parsers(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--password-stdin", action="store_true")
     p.add_argument("--insecure", action="store_true",
                    help="check the credentials over plain HTTP (loopback only)")
-    p.add_argument("registry", metavar="REGISTRY")
+    p.add_argument("registry", metavar="REGISTRY", nargs="?", default="docker.io",
+                   help="default: Docker Hub (docker.io), as `docker login`")
 
 
 def _container_parsers(sub: Any, parent: argparse.ArgumentParser) -> None:

@@ -37,7 +37,7 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,7 +174,8 @@ class BaseImages:
 
     # -- Puller
 
-    def pull(self, store: ImageStore, ref: Reference, *, progress: Progress) -> Image | None:
+    def pull(self, store: ImageStore, ref: Reference, *, progress: Progress,
+             auth: Mapping[str, tuple[str, str]] | None = None) -> Image | None:
         if ref.domain != DEFAULT_DOMAIN or ref.digest is not None:
             return None
         if ref.path == "library/busybox" and ref.tag == "latest":

@@ -766,8 +766,10 @@ class _Builder:
         tmp = Path(self.cleanup.enter_context(_tempdir(self.store.tmp_dir, "add")))
         target = tmp / "x"
         try:
-            unpack_layer(archive, target)
-        except (UnsafePath, tarfile.TarError) as e:
+            # The same confinement and bounds as a registry's layer; whiteouts are only
+            # names in a local archive (Docker's ADD does not apply them either).
+            unpack_layer(archive, target, limits=self.store.limits, whiteouts=False)
+        except (ImageError, tarfile.TarError) as e:
             raise BuildError(f"{self.df.filename}:{instr.line}: ADD {archive.name}: {e}") from e
         return target
 

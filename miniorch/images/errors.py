@@ -6,6 +6,8 @@
     │   └── PullAccessDenied        missing locally and no registry to pull it from
     ├── ImageInUse                  `remove` refused: a container uses it (caller's check)
     ├── UnsafePath                  a path or archive member would leave its root
+    ├── InvalidDigest               a digest that is not sha256:<64 hex> / sha512:<128 hex>
+    ├── LimitExceeded               a manifest, config, layer or member count over Limits
     ├── RegistryError               a registry refused or failed a push/pull (registry.py)
     │   ├── RegistryAuthError       401/403: no or wrong credentials for the registry
     │   ├── InsecureRegistry        plain HTTP asked for a registry that is not on loopback
@@ -52,6 +54,14 @@ class ImageInUse(ImageError):
 
 class UnsafePath(ImageError):
     """A COPY source, a symlink or a tar member that would reach outside its root."""
+
+
+class InvalidDigest(ImageError):
+    """A digest from a manifest, config, index or registry that is not well formed."""
+
+
+class LimitExceeded(ImageError):
+    """Something from a registry or a layer is larger than `oci.Limits` allows."""
 
 
 class RegistryError(ImageError):

@@ -7,15 +7,31 @@ sha256 of the compressed bytes is the blob digest, sha256 of the tar is the diff
 Entries keep their file mtimes but carry normalised ownership (numeric ids only, no
 user or group names), so the same inputs always give the same digest.
 
-Unpacking. `unpack_layer` extracts a layer into a fresh directory that is used as an
-overlayfs lowerdir. Invariants, checked per member, whatever the archive says:
+Unpacking. `unpack_layer` extracts a layer (a registry's: hostile until proven
+otherwise) into a fresh directory that is used as an overlayfs lowerdir. It streams:
+decompress (gzip, zstd or none, by media type) → count and hash → tar members, so the
+diff_id is verified against the very bytes that were unpacked. Invariants, checked per
+member, whatever the archive says:
   - nothing is written outside the target: absolute names and `..` components are
-    refused, a member is never written *through* a symlink, hard links must name a
-    member inside the target;
-  - OCI whiteouts become overlay whiteouts: `.wh.<name>` → char device 0/0 `<name>`,
-    `.wh..wh..opq` → xattr `trusted.overlay.opaque=y` on the directory;
-  - device nodes other than whiteouts are skipped (an image never needs them; /dev is
-    provided by the sandbox).
+    refused, a member is never written *through* a symlink (or a file) in the layer,
+    hard links must name an existing non-directory member of this layer, files are
+    opened O_EXCL|O_NOFOLLOW, and metadata calls never follow links;
+  - OCI whiteouts become overlay whiteouts confined to the layer: `.wh.<name>` → char
+    device 0/0 `<name>` where `<name>` is one real component (not ``, `.`, `..`),
+    `.wh..wh..opq` → xattr `trusted.overlay.opaque=y` on its directory, other
+    `.wh..wh.*` (AUFS bookkeeping) ignored;
+  - character and block devices are NOT created. containerd, unpacking as root, does
+    mknod them and relies on the device cgroup to stop a container opening them; here
+    the unpacked tree also sits on the host's filesystem, where a device node with the
+    host disk's numbers (block 8:0, mode 0666) is root-equivalent for whoever reaches
+    it, and the sandbox mounts its own /dev anyway. FIFOs are harmless and created;
+  - modes keep setuid/setgid/sticky (images need `su`, `ping`; no_new_privs in the
+    sandbox neuters them in pods) — which is why `unpacked/` is 0700: no other host user
+    can reach a layer's setuid-root file. Directory modes are applied last, so a 0555 or
+    0000 directory does not stop its own extraction; owners outside 0..2^32-2 are
+    refused; absurd mtimes are clamped;
+  - bounded: member count, path and link-target length (PATH_MAX, NAME_MAX per
+    component), decompressed bytes and written bytes (sparse members too).
 `diff_upper` does the reverse for a RUN step: it turns an overlay upper directory into
 layer entries, converting overlay whiteouts back into OCI ones.
 """
@@ -33,11 +49,13 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, cast
+from zlib import error as zlib_error
 
 import structlog
 
-from miniorch.images.errors import UnsafePath
+from miniorch.images.errors import DigestMismatch, ImageError, LimitExceeded, UnsafePath
+from miniorch.images.oci import Limits, check_digest
 
 log = structlog.get_logger(__name__)
 
@@ -205,8 +223,115 @@ def write_layer(
 # --------------------------------------------------------------------------- unpacking
 
 
+class _Metered:
+    """A read-only stream that hashes and counts the bytes passing through it and
+    refuses to pass more than `limit` (the decompressed-size / zip-bomb bound)."""
+
+    def __init__(self, raw: IO[bytes], limit: int, hash_name: str | None, what: str) -> None:
+        self.raw = raw
+        self.limit = limit
+        self.hash = hashlib.new(hash_name) if hash_name else None
+        self.size = 0
+        self.what = what
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = _CHUNK
+        try:
+            data = self.raw.read(n)
+        except Exception as exc:  # gzip/zstd/bz2/lzma each raise their own kinds
+            raise UnsafePath(f"{self.what}: corrupt compressed stream: {exc}") from None
+        self.size += len(data)
+        if self.size > self.limit:
+            raise LimitExceeded(f"{self.what}: more than {self.limit} bytes uncompressed")
+        if self.hash is not None:
+            self.hash.update(data)
+        return data
+
+    def drain(self) -> None:
+        """Read to the end (tar padding after the end-of-archive blocks is hashed too)."""
+        while self.read(_CHUNK):
+            pass
+
+
+_MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2",
+          b"\xfd7zXZ\x00": "xz"}
+
+
+def _detect(raw: IO[bytes]) -> str:
+    head = raw.read(6)
+    raw.seek(0)
+    for magic, name in _MAGIC.items():
+        if head.startswith(magic):
+            return name
+    return "none"
+
+
+def _decompressed(raw: IO[bytes], compression: str) -> IO[bytes]:
+    """The tar stream inside `raw`, decompressed as its media type says ("auto" sniffs
+    the magic number, for ADD's local archives and layers written before media types
+    were recorded)."""
+    if compression == "auto":
+        compression = _detect(raw)
+    if compression == "gzip":
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
+    if compression == "zstd":
+        import zstandard  # only zstd layers need it
+
+        reader: IO[bytes] = zstandard.ZstdDecompressor().stream_reader(
+            raw, read_across_frames=True)
+        return reader
+    if compression == "bzip2":
+        import bz2
+
+        return bz2.BZ2File(raw)
+    if compression == "xz":
+        import lzma
+
+        return lzma.LZMAFile(raw)
+    if compression == "none":
+        return raw
+    raise ImageError(f"unsupported layer compression {compression!r}")
+
+
+_MAX_ID = (1 << 32) - 2
+"""uid/gid 2^32-1 is (uid_t)-1, "leave unchanged" to chown: never a real owner."""
+_MAX_MTIME = 1 << 34  # year 2514: past it, utime overflows on some filesystems
+
+
+def _check_name(rel: str, what: str, limits: Limits) -> None:
+    if "\x00" in rel:
+        raise UnsafePath(f"{what} {rel[:100]!r} contains a NUL byte")
+    raw = rel.encode(errors="surrogateescape")
+    if len(raw) > limits.path_bytes:
+        raise LimitExceeded(f"{what} {rel[:100]!r}…: longer than {limits.path_bytes} bytes")
+    if any(len(c.encode(errors="surrogateescape")) > 255 for c in rel.split("/")):
+        raise LimitExceeded(f"{what} {rel[:100]!r}: a path component is longer than 255 bytes")
+
+
+def _lookup(root: Path, rel: str) -> Path:
+    """root/rel for an existing member, refusing any symlink or non-directory parent
+    (the read-only twin of `_check_parents`, for hard-link sources)."""
+    cur = root
+    parts = rel.split("/")
+    for part in parts[:-1]:
+        cur = cur / part
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            raise UnsafePath(f"hard link source {rel!r} does not exist in the layer") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafePath(f"hard link source {rel!r} goes through non-directory {part!r}")
+    return cur / parts[-1]
+
+
 def _check_parents(root: Path, rel: str) -> Path:
-    """Return root/rel after making sure no existing parent inside root is a symlink."""
+    """Return root/rel after making sure no existing parent inside root is a symlink.
+
+    Missing parents are created (0755, as containerd does); a parent that is a symlink
+    or a file refuses the member: within one layer nothing is ever written through a
+    link, so no member can land outside `root` whatever links the layer holds.
+    """
     cur = root
     parts = rel.split("/")
     for part in parts[:-1]:
@@ -231,76 +356,194 @@ def _clear(path: Path, *, keep_dir: bool) -> None:
     if stat.S_ISDIR(st.st_mode):
         if keep_dir:
             return
-        shutil.rmtree(path)
+        remove_tree(path)
     else:
         os.unlink(path)
 
 
-def unpack_layer(blob: Path, target: Path) -> None:
-    """Extract the (gzip or plain) tar `blob` into the new directory `target`.
+def remove_tree(path: Path) -> None:
+    """rmtree that also removes directories a layer made read-only (0555, 0000): without
+    root their mode would stop us deleting their children."""
 
-    `target` must not exist; it is created here. See the module docstring for the rules.
+    def fix(_func: Callable[..., object], failed: str, _exc: BaseException) -> None:
+        parent = os.path.dirname(failed)
+        with contextlib.suppress(OSError):
+            os.chmod(parent, 0o700)
+            if os.path.isdir(failed) and not os.path.islink(failed):
+                os.chmod(failed, 0o700)
+                shutil.rmtree(failed, ignore_errors=True)
+            else:
+                os.unlink(failed)
+
+    if os.path.lexists(path):
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o700)
+        shutil.rmtree(path, onerror=lambda f, p, e: fix(f, p, e[1]))
+
+
+@dataclass(frozen=True)
+class Unpacked:
+    size: int
+    """Bytes of the decompressed tar stream (what the diff_id hashes)."""
+    members: int
+    skipped_devices: tuple[str, ...] = ()
+
+
+def unpack_layer(blob: Path, target: Path, *, compression: str = "auto",
+                 diff_id: str | None = None, limits: Limits | None = None,
+                 max_bytes: int | None = None, whiteouts: bool = True) -> Unpacked:
+    """Extract the layer tarball `blob` into the new directory `target`.
+
+    `target` must not exist; it is created here and, if anything is refused, left
+    half-written for the caller to remove (the store unpacks into a temp dir and renames
+    it into place only on success). `diff_id`, if given, must match the sha256/sha512 of
+    the decompressed stream or `DigestMismatch` is raised. `whiteouts=False` (ADD of a
+    local archive) skips whiteout entries instead of applying them. See the module
+    docstring for the confinement rules; `Limits` bounds members, names and bytes.
     """
-    target.mkdir(mode=0o755)
-    dir_times: list[tuple[Path, int]] = []
-    with tarfile.open(blob, mode="r:*") as tar:
-        for m in tar:
-            rel = normalise_member(m.name)
-            if not rel:
-                # The root entry "./": take its mode, as the layer's root directory.
-                if m.isdir():
-                    os.chmod(target, m.mode & 0o7777)
-                continue
-            base = rel.rsplit("/", 1)[-1]
-            dest = _check_parents(target, rel)
-            if base == OPAQUE_WHITEOUT:
-                with contextlib.suppress(OSError):
-                    os.setxattr(dest.parent, OVERLAY_OPAQUE_XATTR, b"y")
-                continue
-            if base.startswith(WHITEOUT_PREFIX):
-                victim = dest.parent / base[len(WHITEOUT_PREFIX) :]
-                _clear(victim, keep_dir=False)
-                os.mknod(victim, stat.S_IFCHR | 0o000, os.makedev(0, 0))
-                continue
-            _clear(dest, keep_dir=m.isdir())
-            if m.isdir():
-                if not dest.exists():
-                    os.mkdir(dest, 0o755)
-                dir_times.append((dest, int(m.mtime)))
-            elif m.issym():
-                os.symlink(m.linkname, dest)
-            elif m.islnk():
-                src_rel = normalise_member(m.linkname)
-                if not src_rel:
-                    raise UnsafePath(f"hard link {rel!r} points at the root")
-                src = _check_parents(target, src_rel)
-                if not os.path.lexists(src):
-                    raise UnsafePath(f"hard link {rel!r} points at missing {m.linkname!r}")
-                os.link(src, dest, follow_symlinks=False)
-                continue  # shares the inode: metadata is the target's
-            elif m.isreg():
-                f = tar.extractfile(m)
-                assert f is not None
-                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, "wb") as out:
-                    while chunk := f.read(_CHUNK):
-                        out.write(chunk)
-            else:
-                log.debug("skipping device or fifo in layer", member=rel)
-                continue
-            if os.geteuid() == 0:
-                # Without root the files stay the user's own, which a rootless pod's user
-                # namespace maps to root (sandbox/rootless.py): the owner a layer says.
-                os.lchown(dest, m.uid, m.gid)
-            if not m.issym():
-                os.chmod(dest, m.mode & 0o7777)
-                if not m.isdir():
-                    os.utime(dest, (m.mtime, m.mtime))
-            else:
-                os.utime(dest, (m.mtime, m.mtime), follow_symlinks=False)
-    # Directory mtimes last: creating their children changed them.
-    for d, mtime in reversed(dir_times):
+    limits = limits or Limits()
+    max_bytes = limits.unpacked_layer_bytes if max_bytes is None else max_bytes
+    hash_name = check_digest(diff_id, "diff_id")[0] if diff_id is not None else None
+    what = f"layer {diff_id or blob.name}"
+    target.mkdir(mode=0o700)
+    dirs: list[tuple[Path, int, int]] = []
+    skipped: list[str] = []
+    members = 0
+    written = 0
+    as_root = os.geteuid() == 0
+    try:
+        with open(blob, "rb") as raw:
+            metered = _Metered(_decompressed(raw, compression), max_bytes, hash_name, what)
+            with tarfile.open(fileobj=metered, mode="r|",  # type: ignore[call-overload]
+                              errors="surrogateescape") as tar:
+                for m in tar:
+                    members += 1
+                    if members > limits.members:
+                        raise LimitExceeded(f"{what}: more than {limits.members} members")
+                    rel = normalise_member(m.name)
+                    _check_name(rel, "archive member", limits)
+                    mode = m.mode & 0o7777
+                    if not (0 <= m.uid <= _MAX_ID and 0 <= m.gid <= _MAX_ID):
+                        raise UnsafePath(f"archive member {rel!r}: owner {m.uid}:{m.gid} "
+                                         "is out of range")
+                    mtime = min(max(int(m.mtime), 0), _MAX_MTIME)
+                    if not rel:
+                        # The root entry "./": its mode becomes the layer root's mode.
+                        if m.isdir():
+                            dirs.append((target, mode, mtime))
+                        continue
+                    base = rel.rsplit("/", 1)[-1]
+                    if base.startswith(WHITEOUT_PREFIX):
+                        if not whiteouts:
+                            continue
+                        _whiteout(target, rel, base)
+                        continue
+                    dest = _check_parents(target, rel)
+                    _clear(dest, keep_dir=m.isdir())
+                    if m.isdir():
+                        if not os.path.lexists(dest):
+                            os.mkdir(dest, 0o700)
+                        dirs.append((dest, mode, mtime))
+                    elif m.issym():
+                        _check_name(m.linkname, f"symlink {rel!r} target", limits)
+                        if not m.linkname:
+                            raise UnsafePath(f"symlink {rel!r} has an empty target")
+                        os.symlink(m.linkname, dest)
+                    elif m.islnk():
+                        src_rel = normalise_member(m.linkname)
+                        if not src_rel:
+                            raise UnsafePath(f"hard link {rel!r} points at the layer root")
+                        _check_name(src_rel, "hard link source", limits)
+                        src = _lookup(target, src_rel)
+                        try:
+                            st = os.lstat(src)
+                        except FileNotFoundError:
+                            raise UnsafePath(f"hard link {rel!r} points at {m.linkname!r}, "
+                                             "which is not in this layer") from None
+                        if stat.S_ISDIR(st.st_mode):
+                            raise UnsafePath(f"hard link {rel!r} points at a directory")
+                        os.link(src, dest, follow_symlinks=False)
+                        continue  # shares the inode: metadata is the source's
+                    elif m.isreg():
+                        if m.size > max_bytes - written:
+                            raise LimitExceeded(f"{what}: member {rel!r} is larger than "
+                                                "the layer's size limit")
+                        f = tar.extractfile(m)
+                        assert f is not None
+                        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                                     | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                        with os.fdopen(fd, "wb") as out:
+                            while chunk := f.read(_CHUNK):
+                                written += len(chunk)
+                                if written > max_bytes:
+                                    raise LimitExceeded(f"{what}: more than {max_bytes} "
+                                                        "bytes of file contents")
+                                out.write(chunk)
+                    elif m.isfifo():
+                        os.mkfifo(dest, 0o600)
+                    else:
+                        # Character and block devices: not created (see the docstring).
+                        skipped.append(rel)
+                        continue
+                    if as_root:
+                        # Without root the files stay the user's own, which a rootless
+                        # pod's user namespace maps to root (sandbox/rootless.py).
+                        os.lchown(dest, m.uid, m.gid)
+                    if m.issym():
+                        os.utime(dest, (mtime, mtime), follow_symlinks=False)
+                    elif not m.isdir():
+                        # After chown: chown clears setuid/setgid bits, chmod restores them.
+                        os.chmod(dest, mode, follow_symlinks=False)
+                        os.utime(dest, (mtime, mtime), follow_symlinks=False)
+            metered.drain()
+    except (tarfile.TarError, EOFError, zlib_error, ValueError, OverflowError) as exc:
+        raise UnsafePath(f"{what}: not a valid tar stream: {exc}") from None
+    except FileExistsError as exc:
+        raise UnsafePath(f"{what}: duplicate or conflicting member: {exc}") from None
+    except OSError as exc:
+        raise UnsafePath(f"{what}: cannot unpack: {exc}") from None
+    if skipped:
+        log.info("device nodes in layer not created", layer=what, count=len(skipped),
+                 first=skipped[0])
+    # Directory modes and mtimes last: their children needed them writable (a 0555
+    # directory without root) and creating children changed their mtimes.
+    for d, mode, mtime in reversed(dirs):
+        os.chmod(d, mode)
         os.utime(d, (mtime, mtime))
+    if diff_id is not None:
+        assert metered.hash is not None
+        actual = f"{hash_name}:{metered.hash.hexdigest()}"
+        if actual != diff_id:
+            raise DigestMismatch(f"{what} (uncompressed)", diff_id, actual)
+    return Unpacked(metered.size, members, tuple(skipped))
+
+
+def _whiteout(target: Path, rel: str, base: str) -> None:
+    """Apply one OCI whiteout as overlayfs knows it, confined to this layer's directory.
+
+    `.wh..wh..opq` marks its directory opaque; other `.wh..wh.*` names are AUFS
+    bookkeeping and are ignored (as containerd does); `.wh.<name>` becomes a 0/0 char
+    device `<name>` — where `<name>` must be one ordinary path component, never ``,
+    `.` or `..` (a `.wh...` would otherwise name the layer directory's parent).
+    """
+    parent_rel = rel.rpartition("/")[0]
+    if base == OPAQUE_WHITEOUT:
+        parent = _check_parents(target, f"{parent_rel}/x" if parent_rel else "x").parent
+        try:
+            os.setxattr(parent, OVERLAY_OPAQUE_XATTR, b"y", follow_symlinks=False)
+        except OSError as exc:
+            # Without CAP_SYS_ADMIN trusted.* xattrs cannot be set; the lower layers'
+            # files then show through this directory. Say so rather than hide it.
+            log.warning("cannot mark directory opaque", path=parent_rel or "/", error=str(exc))
+        return
+    if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+        return
+    name = base[len(WHITEOUT_PREFIX):]
+    if name in ("", ".", ".."):
+        raise UnsafePath(f"whiteout {rel!r} names {name!r}, not a file")
+    victim = _check_parents(target, f"{parent_rel}/{name}" if parent_rel else name)
+    _clear(victim, keep_dir=False)
+    os.mknod(victim, stat.S_IFCHR | 0o000, os.makedev(0, 0))
 
 
 # --------------------------------------------------------------------------- host trees

@@ -1,8 +1,14 @@
-"""OCI image-layout vocabulary: media types, descriptors, images and their configs.
+"""OCI image-layout vocabulary: media types, digests, limits, descriptors, images, configs.
 
 These are the values the store hands out. They are immutable snapshots: an `Image`
 read before a `tag` or `remove` still describes the blobs it named, which stay on disk
 until the store garbage-collects them (see store.py).
+
+Digests are hostile input until `check_digest` has passed them: a digest becomes a file
+name (`blobs/<alg>/<hex>`, `unpacked/<hex>`), so only `sha256:<64 hex>` and
+`sha512:<128 hex>` (lowercase, as the OCI spec registers them) are ever accepted, and
+content is always hashed with the digest's own algorithm before it is used. `Limits`
+bounds everything a registry or a layer can make us read, write or hold in memory.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from miniorch.images.errors import InvalidDigest
 from miniorch.images.reference import Reference
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -20,6 +27,19 @@ MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 MEDIA_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
+LAYER_COMPRESSION: Mapping[str, str] = {
+    MEDIA_LAYER_GZIP: "gzip", DOCKER_LAYER_GZIP: "gzip",
+    MEDIA_LAYER_ZSTD: "zstd",
+    MEDIA_LAYER_TAR: "none", DOCKER_LAYER_TAR: "none",
+}
+"""The layer media types we unpack, and how each is compressed. Anything else (foreign
+Windows layers, encrypted layers, the deprecated non-distributable types) is refused."""
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 ANNOTATION_CONTAINERD_NAME = "io.containerd.image.name"
 ANNOTATION_UNCOMPRESSED = "io.miniorch.layer.uncompressed-size"
@@ -28,8 +48,69 @@ ANNOTATION_UNCOMPRESSED = "io.miniorch.layer.uncompressed-size"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+DIGEST_ALGORITHMS: Mapping[str, int] = {"sha256": 64, "sha512": 128}
+"""Algorithm → hex length. The OCI image spec registers exactly these two."""
+
+
+def check_digest(digest: object, what: str = "digest") -> tuple[str, str]:
+    """`sha256:<64 hex>` → ("sha256", hex); anything else raises `InvalidDigest`.
+
+    Called before a digest is used for anything (a path, a URL, a comparison that
+    decides what to trust): `../`, uppercase hex, other algorithms, stray whitespace
+    and non-strings are all refused here.
+    """
+    if not isinstance(digest, str):
+        raise InvalidDigest(f"{what} {digest!r} is not a string")
+    alg, sep, hexd = digest.partition(":")
+    want = DIGEST_ALGORITHMS.get(alg)
+    if not sep or want is None or len(hexd) != want or not all(
+            c in "0123456789abcdef" for c in hexd):
+        raise InvalidDigest(f"{what} {digest[:160]!r} is not a valid digest "
+                            "(want sha256:<64 hex> or sha512:<128 hex>)")
+    return alg, hexd
+
+
+def hasher(digest: str) -> hashlib._Hash:
+    """A fresh hash object of `digest`'s algorithm (already checked)."""
+    return hashlib.new(check_digest(digest)[0])
+
+
+def digest_of(data: bytes, like: str = "sha256:") -> str:
+    """`data`'s digest with the algorithm of `like` (a digest, or just `sha512:`)."""
+    alg = like.partition(":")[0]
+    if alg not in DIGEST_ALGORITHMS:
+        raise InvalidDigest(f"unsupported digest algorithm {alg!r}")
+    return f"{alg}:{hashlib.new(alg, data).hexdigest()}"
+
+
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Bounds on what a registry or a layer may make us hold or write (all in bytes
+    unless said). Chosen well above real images (the largest manifest lists on Docker
+    Hub are a few hundred kB; big layers a few GB) and far below harm."""
+
+    manifest_bytes: int = 4 << 20
+    """A manifest or index body (containerd refuses manifests over 4 MiB too)."""
+    config_bytes: int = 8 << 20
+    """An image config blob (history of a long image is a few hundred kB)."""
+    layer_bytes: int = 16 << 30
+    """One compressed layer blob, as its descriptor says (and as it streams)."""
+    unpacked_layer_bytes: int = 32 << 30
+    """One layer's decompressed tar stream (the zip-bomb bound)."""
+    unpacked_total_bytes: int = 64 << 30
+    """All layers of one image together, decompressed."""
+    layers: int = 256
+    """Layers per image (Docker's overlay2 stops at 125; OCI images rarely pass 100)."""
+    members: int = 1_000_000
+    """Tar members per layer."""
+    path_bytes: int = 4096
+    """A member's path or link target (PATH_MAX); each component at most 255 (NAME_MAX)."""
+    index_depth: int = 2
+    """Indexes nested in indexes before we give up."""
 
 
 def canonical_json(obj: Any) -> bytes:

@@ -4,18 +4,26 @@
                     ──► POST upload ──► PUT ?digest= (one request, blob ≤ chunk_size)
                                     └─► PATCH chunk … PATCH chunk ──► PUT ?digest=
           ──► PUT manifest by tag (OCI; Docker v2 schema 2 if the registry refuses OCI)
-    pull: GET manifest (tag or digest; an index / manifest list → this platform's entry)
-          ──► GET each blob the store lacks into tmp/pull-*/ (sha256 and size verified
-              while streaming) ──► under a lease: rename blobs in, then name the manifest
+    pull: for each endpoint (mirrors, then the registry; regconfig.RegistryConfig):
+          GET manifest (tag or digest; an index / manifest list → this platform's entry,
+              containerd's variant rules; bodies bounded by oci.Limits)
+          ──► GET each blob the store lacks into tmp/pull-*/ (digest and size verified
+              while streaming) ──► unpack every layer into unpacked/ (diff_id verified,
+              members confined: layers.unpack_layer) ──► under a lease: rename blobs in,
+              then name the manifest (marked as pulled, so `Always` re-pulls it)
 
 Invariants.
-  - Nothing fetched is stored unless it verified: a manifest fetched by digest must hash
-    to it (by tag: to `Docker-Content-Digest` when the registry sends one), every blob to
-    its descriptor's digest and size. A mismatch raises `DigestMismatch`.
-  - A failed pull leaves no image and no blob: blobs are staged under the store's tmp/
-    and only renamed into blobs/ once every one of them has verified; the staging
-    directory is removed on every path. The pull holds a store lease from start to
-    finish, so a concurrent `image rm` cannot collect layers it reuses.
+  - Nothing fetched is stored unless it verified: every digest (index entry, manifest,
+    config, layer, diff_id) must be `sha256:<64 hex>` or `sha512:<128 hex>` before it is
+    used at all; a manifest fetched by digest must hash to it (by tag: to
+    `Docker-Content-Digest` when the registry sends one), every blob to its descriptor's
+    digest and size, every decompressed layer to its diff_id. A mismatch raises
+    `DigestMismatch`; a layer breaking the unpack rules, `UnsafePath`.
+  - A failed pull leaves no image, no blob and no unpacked layer: blobs are staged under
+    the store's tmp/ and only renamed into blobs/ once every one of them has verified and
+    unpacked; the staging directory is removed and the store gc'd on every failed path.
+    The pull holds a store lease from start to finish, so a concurrent `image rm`
+    cannot collect layers it reuses.
   - The manifest is stored byte for byte as the registry served it, so the image's
     digest is the registry's; the image ID (config digest) is the same on both ends.
   - Plain HTTP only for loopback registries (regconfig.check_insecure).
@@ -48,28 +56,44 @@ from miniorch.images.errors import (
     DigestMismatch,
     ImageError,
     ImageNotFound,
+    InvalidDigest,
+    LimitExceeded,
     PullAccessDenied,
     RegistryAuthError,
     RegistryError,
+    UnsafePath,
 )
 from miniorch.images.oci import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER_GZIP,
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    LAYER_COMPRESSION,
+    MEDIA_CONFIG,
     MEDIA_INDEX,
     MEDIA_LAYER_GZIP,
-    MEDIA_LAYER_TAR,
     MEDIA_MANIFEST,
+    Descriptor,
     Image,
+    Limits,
+    check_digest,
+    digest_of,
+    hasher,
 )
 from miniorch.images.progress import Transfer, TransferProgress, no_progress
 from miniorch.images.reference import Reference, parse_reference
-from miniorch.images.regconfig import Credentials, RegistryConfig, check_insecure
-from miniorch.images.store import ImageStore, _host_arch
+from miniorch.images.regconfig import (
+    Credentials,
+    Endpoint,
+    RegistryConfig,
+    check_insecure,
+    is_loopback,
+)
+from miniorch.images.store import SOURCE_REGISTRY, ImageStore
 
 log = structlog.get_logger(__name__)
 
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+CONFIG_TYPES = (MEDIA_CONFIG, DOCKER_CONFIG)
 MANIFEST_TYPES = (MEDIA_MANIFEST, DOCKER_MANIFEST)
 INDEX_TYPES = (MEDIA_INDEX, DOCKER_LIST)
 ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
@@ -77,7 +101,8 @@ ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
 DEFAULT_CHUNK = 4 << 20
 """Blobs up to this size go up in one PUT; bigger ones in PATCH chunks of this size."""
 _READ = 1 << 16
-_MAX_MANIFEST = 4 << 20
+_MAX_ERROR_BODY = 64 << 10
+"""Error and auth bodies are read this far, no further (a registry can send gigabytes)."""
 _MAX_REDIRECTS = 5
 
 
@@ -194,7 +219,7 @@ class RegistryClient:
 
     def request(self, method: str, url: str, *, scope: str,
                 headers: Mapping[str, str] | None = None, body: bytes | None = None,
-                stream: bool = False) -> Response:
+                stream: bool = False, max_body: int = 4 << 20) -> Response:
         """Send, answering one auth challenge and following GET redirects.
 
         With `stream`, a 2xx body is left unread in `response.raw` (the caller must
@@ -212,7 +237,8 @@ class RegistryClient:
             raw = self._send(method, url, hdrs, body)
             if stream and 200 <= raw.status < 300:
                 return Response(raw, None)
-            resp = Response(raw, raw.read())
+            resp = Response(raw, self._read_body(raw, max_body if 200 <= raw.status < 300
+                                                 else _MAX_ERROR_BODY))
             if resp.status == 401 and own_host and not challenged:
                 challenged = True
                 if self._answer_challenge(resp.header("WWW-Authenticate") or "", scope):
@@ -221,8 +247,32 @@ class RegistryClient:
                     and resp.header("Location") and redirects < _MAX_REDIRECTS):
                 redirects += 1
                 url = urllib.parse.urljoin(url, resp.header("Location") or "")
+                target = urllib.parse.urlsplit(url)
+                if target.scheme != "https" and not (target.scheme == "http" and
+                                                     is_loopback(target.netloc)):
+                    raise RegistryError(f"registry {self.registry} redirected to {url[:200]}: "
+                                        "only HTTPS (or plain HTTP on loopback) is followed")
                 continue
             return resp
+
+    def _read_body(self, raw: http.client.HTTPResponse, limit: int) -> bytes:
+        """The whole body, if it is at most `limit` bytes; else LimitExceeded (for a 2xx)
+        or the first `limit` bytes (an error's text), and the connection is dropped."""
+        length = raw.getheader("Content-Length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            data, whole = raw.read(min(limit, _MAX_ERROR_BODY)), False
+        else:
+            data = raw.read(limit + 1)
+            whole = len(data) <= limit
+        if not whole:
+            with contextlib.suppress(OSError):
+                raw.close()
+            self.close()  # mid-body: this connection cannot carry another request
+            if 200 <= raw.status < 300:
+                raise LimitExceeded(f"registry {self.registry}: response body larger than "
+                                    f"{limit} bytes")
+            return data[:limit]
+        return data
 
     # -- auth
 
@@ -257,7 +307,7 @@ class RegistryClient:
         url = realm + ("&" if parts.query else "?") + urllib.parse.urlencode(query)
         headers = {"Authorization": self.auth.basic()} if self.auth else {}
         raw = self._send("GET", url, headers, None)
-        body = raw.read()
+        body = self._read_body(raw, _MAX_ERROR_BODY)
         if raw.status != 200:
             raise RegistryAuthError(f"token request to {parts.netloc} failed "
                                     f"({raw.status}): {_error_text(body)}")
@@ -479,135 +529,298 @@ def to_docker_manifest(data: bytes) -> tuple[bytes, str]:
 
 def pull(store: ImageStore, ref: str | Reference, *, insecure: bool = False,
          auth: Credentials | None = None, progress: TransferProgress = no_progress,
-         config: RegistryConfig | None = None) -> Image:
+         config: RegistryConfig | None = None,
+         pod_auth: Mapping[str, Credentials] | None = None) -> Image:
     """Fetch `ref` into the store (by tag or digest) and return the stored image.
 
-    Raises PullAccessDenied when nothing serves `ref` (a Docker Hub name with no default
-    registry), RegistryError / DigestMismatch on failure — leaving the store unchanged.
+    Endpoints are tried in the config's order (mirrors, then the registry itself); the
+    first that delivers a verified, safely unpackable image wins. `auth` is for every
+    endpoint (`image pull` with explicit credentials); `pod_auth` (a pod's
+    imagePullSecrets, keyed by `regconfig.registry_key`) comes before auth.json.
+    Raises PullAccessDenied when nothing may be contacted, else the last endpoint's
+    RegistryError / DigestMismatch / UnsafePath — leaving the store unchanged.
     """
     config = config or RegistryConfig()
     parsed = ref if isinstance(ref, Reference) else parse_reference(ref)
-    registry, repo = _locate(config, parsed)
-    client = _client(config, registry, insecure=insecure, auth=auth)
-    scope = f"repository:{repo}:pull"
+    endpoints = config.endpoints(parsed)
+    if not endpoints:
+        raise PullAccessDenied(parsed.familiar_repository,
+                               "offline, and no loopback mirror serves "
+                               f"{parsed.domain}" if config.offline else
+                               "no registry configured")
+    error: ImageError | None = None
+    for ep in endpoints:
+        client = RegistryClient(ep.host, insecure=insecure or ep.insecure,
+                                auth=auth or config.auth_for(ep.host, ep.domain, pod_auth))
+        try:
+            return _pull_from(store, client, ep, parsed, progress=progress)
+        except (RegistryError, UnsafePath, InvalidDigest, LimitExceeded) as exc:
+            error = exc
+            if ep is not endpoints[-1]:
+                log.info("mirror failed, trying the next endpoint", mirror=ep.host,
+                         ref=str(parsed), error=str(exc))
+        finally:
+            client.close()
+    assert error is not None
+    raise error
+
+
+def _pull_from(store: ImageStore, client: RegistryClient, ep: Endpoint, ref: Reference, *,
+               progress: TransferProgress) -> Image:
+    limits = store.limits
+    scope = f"repository:{ep.repo}:pull"
     staging = store.tmp_dir / f"pull-{os.getpid()}-{os.urandom(4).hex()}"
+    committed = False
     try:
-        data, media_type = _get_manifest(client, repo, parsed, scope=scope)
-        manifest = _validate_manifest(data, parsed)
-        staging.mkdir()
+        data, media_type = _get_manifest(client, ep.repo, ref, scope=scope, limits=limits)
+        manifest = _validate_manifest(data, ref, limits)
+        staging.mkdir(mode=0o700)
         with store.lease() as lease:
-            staged: list[tuple[str, Path]] = []
-            blobs = [*manifest["layers"], manifest["config"]]
-            for d in manifest["layers"]:
+            staged: dict[str, Path] = {}
+            layers = manifest["layers"]
+            for d in layers:
                 if store.has_blob(d["digest"]):
                     lease.add(d["digest"])
                     progress(Transfer(short(d["digest"]), "Already exists"))
                 else:
                     progress(Transfer(short(d["digest"]), "Pulling fs layer"))
-            for d in blobs:
+            for d in [*layers, manifest["config"]]:
                 digest, size = str(d["digest"]), int(d["size"])
-                store.blob_path(digest)  # refuses digests that are not sha256:<hex>
                 if store.has_blob(digest):
                     lease.add(digest)
                     continue
-                dest = staging / digest.removeprefix("sha256:")
-                _fetch_blob(client, repo, digest, size, dest, scope=scope,
+                if digest in staged:
+                    continue  # the same blob twice in one manifest
+                dest = staging / digest.replace(":", "-")
+                _fetch_blob(client, ep.repo, digest, size, dest, scope=scope,
                             progress=progress if d is not manifest["config"] else no_progress)
-                staged.append((digest, dest))
-            _check_config(staging, store, manifest)
+                staged[digest] = dest
+            diff_ids = _check_config(staging, store, manifest, limits)
+            # Unpack (and so verify every diff_id and every member) before anything is
+            # committed: a hostile layer is refused here with the store unchanged.
+            budget = limits.unpacked_total_bytes
+            for d, diff_id in zip(layers, diff_ids, strict=True):
+                lease.add(diff_id)
+                desc = Descriptor(str(d["mediaType"]), str(d["digest"]), int(d["size"]))
+                path = store.unpacked_layer(desc, diff_id, blob=staged.get(desc.digest),
+                                            max_bytes=min(budget, limits.unpacked_layer_bytes))
+                budget -= _tree_size_hint(path)
+                if budget < 0:
+                    raise LimitExceeded(f"{ref.familiar}: layers unpack to more than "
+                                        f"{limits.unpacked_total_bytes} bytes")
             # Every blob verified: commit. The lease keeps them from gc until named.
-            for digest, path in staged:
+            for digest, path in staged.items():
                 lease.add(digest)
                 if not store.has_blob(digest):
+                    store.blob_path(digest).parent.mkdir(parents=True, exist_ok=True)
                     os.replace(path, store.blob_path(digest))
-            fetched = {digest for digest, _ in staged}
-            for d in manifest["layers"]:
-                if d["digest"] in fetched:
+            for d in layers:
+                if d["digest"] in staged:
                     progress(Transfer(short(d["digest"]), "Pull complete"))
-            image = store.add_manifest(data, media_type, [parsed])
-        log.debug("pulled image", ref=str(parsed), digest=image.manifest.digest,
-                 requests=len(client.requests))
+            image = store.add_manifest(data, media_type, [ref], source=SOURCE_REGISTRY)
+            committed = True
+        log.debug("pulled image", ref=str(ref), registry=ep.host,
+                  digest=image.manifest.digest, requests=len(client.requests))
         return image
     finally:
-        client.close()
         shutil.rmtree(staging, ignore_errors=True)
+        if not committed:
+            # Unpacked layers of a refused pull are reachable from nothing: collect them.
+            with contextlib.suppress(OSError, ImageError):
+                store.gc()
 
 
-def _get_manifest(client: RegistryClient, repo: str, ref: Reference, *,
-                  scope: str) -> tuple[bytes, str]:
-    """The image manifest for `ref` (resolving an index to this platform), verified."""
+def _tree_size_hint(path: Path) -> int:
+    """Bytes under an unpacked layer (for the per-image total bound)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+    return total
+
+
+def _get_manifest(client: RegistryClient, repo: str, ref: Reference, *, scope: str,
+                  limits: Limits) -> tuple[bytes, str]:
+    """The image manifest for `ref` (resolving indexes to this platform), verified."""
     target = ref.digest or ref.tag or "latest"
-    data, media_type = _fetch_manifest(client, repo, target, ref, scope=scope)
-    if media_type in INDEX_TYPES:
-        digest = _pick_platform(json.loads(data), ref)
-        data, media_type = _fetch_manifest(client, repo, digest, ref, scope=scope)
+    data, media_type = _fetch_manifest(client, repo, target, ref, scope=scope, limits=limits)
+    depth = 0
+    while media_type in INDEX_TYPES:
+        depth += 1
+        if depth > limits.index_depth:
+            raise LimitExceeded(f"{ref.familiar}: indexes nested more than "
+                                f"{limits.index_depth} deep")
+        chosen = _pick_platform(_json_object(data, f"index for {ref}"), ref)
+        data, media_type = _fetch_manifest(client, repo, chosen.digest, ref, scope=scope,
+                                           limits=limits)
+        if len(data) != chosen.size:
+            raise DigestMismatch(f"manifest {chosen.digest} size", str(chosen.size),
+                                 str(len(data)))
     if media_type not in MANIFEST_TYPES:
         raise RegistryError(f"{ref.familiar}: unsupported manifest type {media_type!r} "
                             "(want an OCI image manifest or Docker v2 schema 2)")
     return data, media_type
 
 
+def _denied(client: RegistryClient, resp: Response, ref: Reference) -> RegistryError:
+    """Docker's and Kubernetes' wording for 401/403/404 on a pull."""
+    text = _error_text(resp.body) or f"HTTP {resp.status}"
+    return RegistryAuthError(
+        f"pull access denied for {ref.familiar_repository}, repository does not exist or "
+        f"may require 'docker login' (`miniorch image login {client.registry}`): {text}")
+
+
 def _fetch_manifest(client: RegistryClient, repo: str, target: str, ref: Reference, *,
-                    scope: str) -> tuple[bytes, str]:
+                    scope: str, limits: Limits) -> tuple[bytes, str]:
     resp = client.request("GET", f"/v2/{repo}/manifests/{target}", scope=scope,
-                          headers={"Accept": ACCEPT})
+                          headers={"Accept": ACCEPT}, max_body=limits.manifest_bytes)
+    if resp.status in (401, 403):
+        raise _denied(client, resp, ref)
     if resp.status == 404:
-        raise RegistryError(f"manifest for {ref} not found: {_error_text(resp.body)}")
+        raise RegistryError(f"manifest for {ref} not found: manifest unknown: "
+                            f"{_error_text(resp.body)}")
     if resp.status != 200:
         raise client.fail(resp, f"pulling {ref.familiar}")
     data = resp.body
-    if len(data) > _MAX_MANIFEST:
-        raise RegistryError(f"manifest for {ref} is too large ({len(data)} bytes)")
-    actual = "sha256:" + hashlib.sha256(data).hexdigest()
-    expected = target if target.startswith("sha256:") else resp.header("Docker-Content-Digest")
-    if expected and expected != actual:
-        raise DigestMismatch(f"manifest {target}", expected, actual)
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        raise RegistryError(f"manifest for {ref} is not JSON") from None
+    by_digest = target.partition(":")[0] in ("sha256", "sha512")
+    served = resp.header("Docker-Content-Digest")
+    expected = target if by_digest else served
+    if expected:
+        check_digest(expected, "manifest digest")
+        actual = digest_of(data, expected)
+        if expected != actual:
+            raise DigestMismatch(f"manifest {target}", expected, actual)
+    doc = _json_object(data, f"manifest for {ref}")
     header_type = (resp.header("Content-Type") or "").partition(";")[0].strip()
     return data, str(doc.get("mediaType") or header_type)
 
 
-def _pick_platform(index: Mapping[str, Any], ref: Reference) -> str:
-    arch = _host_arch()
-    for m in index.get("manifests") or []:
-        platform = m.get("platform") or {}
-        if platform.get("os") == "linux" and platform.get("architecture") == arch:
-            return str(m["digest"])
-    raise RegistryError(f"no matching manifest for linux/{arch} in the manifest list "
-                        f"entries of {ref.familiar}")
-
-
-def _validate_manifest(data: bytes, ref: Reference) -> dict[str, Any]:
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        m: dict[str, Any] = json.loads(data)
-        if m.get("schemaVersion") != 2 or "config" not in m:
-            raise ValueError("not schema version 2")
-        for d in [m["config"], *(m.get("layers") or [])]:
-            str(d["digest"])
-            int(d["size"])
-        allowed = (MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, DOCKER_LAYER_GZIP)
-        for d in m.get("layers") or []:
-            if d.get("mediaType") not in allowed:
-                raise ValueError(f"unsupported layer type {d.get('mediaType')!r}")
-        m.setdefault("layers", [])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RegistryError(f"manifest for {ref} is invalid: {exc}") from None
+        doc = json.loads(data)
+    except ValueError:
+        raise RegistryError(f"{what} is not JSON") from None
+    if not isinstance(doc, dict):
+        raise RegistryError(f"{what} is not a JSON object")
+    return doc
+
+
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm",
+                 "armel": "arm", "i386": "386", "i686": "386"}
+
+
+def host_platform() -> tuple[str, str, str]:
+    """(os, architecture, variant) of this machine, as OCI platforms spell them."""
+    machine = os.uname().machine
+    if machine in ("aarch64", "arm64"):
+        return "linux", "arm64", "v8"
+    if machine.startswith("armv"):
+        return "linux", "arm", f"v{machine[4]}" if machine[4:5].isdigit() else "v7"
+    return "linux", _ARCH_ALIASES.get(machine, machine), ""
+
+
+def platform_rank(entry: Mapping[str, Any], host: tuple[str, str, str]) -> int | None:
+    """How well an index entry's platform fits `host` (0 best), None if it cannot run.
+
+    containerd's rules (platforms.Only): variants normalised (arm64 means arm64/v8, arm
+    means arm/v7, amd64/v1 is amd64); an arm CPU also runs older arm variants, arm64
+    runs arm/v7 and below, amd64 runs 386 — each fallback ranked after the exact match.
+    Attestation manifests (`unknown/unknown`) never match.
+    """
+    hos, harch, hvar = host
+    eos = str(entry.get("os") or "")
+    earch = _ARCH_ALIASES.get(str(entry.get("architecture") or ""),
+                              str(entry.get("architecture") or ""))
+    evar = str(entry.get("variant") or "")
+    if eos != hos:
+        return None
+    if earch == "arm64" and evar in ("", "v8"):
+        evar = "v8"
+    if earch == "arm" and not evar:
+        evar = "v7"
+    if earch == "amd64" and evar == "v1":
+        evar = ""
+    if earch == harch and evar == hvar:
+        return 0
+    if harch == "arm" and earch == "arm" and evar[1:].isdigit() and hvar[1:].isdigit():
+        older = int(hvar[1:]) - int(evar[1:])
+        return older if older > 0 else None
+    if harch == "arm64" and earch == "arm" and evar in ("v8", "v7", "v6", "v5"):
+        return 10 + ("v8", "v7", "v6", "v5").index(evar)
+    if harch == "amd64" and earch == "386":
+        return 10
+    return None
+
+
+def _pick_platform(index: Mapping[str, Any], ref: Reference) -> Descriptor:
+    host = host_platform()
+    best: tuple[int, Descriptor] | None = None
+    entries = index.get("manifests")
+    if not isinstance(entries, list):
+        raise RegistryError(f"index for {ref.familiar} has no manifests list")
+    for m in entries:
+        if not isinstance(m, dict):
+            continue
+        rank = platform_rank(m.get("platform") or {}, host)
+        if rank is None:
+            continue
+        desc = _descriptor(m, f"index entry of {ref.familiar}", limit=1 << 62)
+        if best is None or rank < best[0]:
+            best = (rank, desc)
+    if best is None:
+        raise RegistryError(f"no matching manifest for {host[0]}/{host[1]}"
+                            f"{'/' + host[2] if host[2] else ''} in the manifest list "
+                            f"entries of {ref.familiar}")
+    return best[1]
+
+
+def _descriptor(d: object, what: str, *, limit: int) -> Descriptor:
+    if not isinstance(d, dict):
+        raise RegistryError(f"{what}: not a descriptor")
+    check_digest(d.get("digest"), f"{what} digest")
+    size = d.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise RegistryError(f"{what}: size {size!r} is not a non-negative integer")
+    if size > limit:
+        raise LimitExceeded(f"{what}: {size} bytes is over the limit of {limit}")
+    return Descriptor(str(d.get("mediaType") or ""), str(d["digest"]), size)
+
+
+def _validate_manifest(data: bytes, ref: Reference, limits: Limits) -> dict[str, Any]:
+    m = _json_object(data, f"manifest for {ref}")
+    if m.get("schemaVersion") != 2:
+        raise RegistryError(f"manifest for {ref} is invalid: not schema version 2")
+    config = _descriptor(m.get("config"), f"config of {ref.familiar}",
+                         limit=limits.config_bytes)
+    if config.media_type not in CONFIG_TYPES:
+        raise RegistryError(f"{ref.familiar} is not a container image (its config is "
+                            f"{config.media_type!r})")
+    layers = m.get("layers") or []
+    if not isinstance(layers, list):
+        raise RegistryError(f"manifest for {ref} is invalid: layers is not a list")
+    if len(layers) > limits.layers:
+        raise LimitExceeded(f"{ref.familiar}: {len(layers)} layers (at most {limits.layers})")
+    for i, d in enumerate(layers):
+        desc = _descriptor(d, f"layer {i} of {ref.familiar}", limit=limits.layer_bytes)
+        if desc.media_type not in LAYER_COMPRESSION:
+            raise RegistryError(f"{ref.familiar}: layer {short(desc.digest)} has unsupported "
+                                f"media type {desc.media_type!r}")
+    m["layers"] = layers
     return m
 
 
 def _fetch_blob(client: RegistryClient, repo: str, digest: str, size: int, dest: Path, *,
                 scope: str, progress: TransferProgress) -> None:
     sid = short(digest)
+    h = hasher(digest)
     resp = client.request("GET", f"/v2/{repo}/blobs/{digest}", scope=scope, stream=True)
     if not 200 <= resp.status < 300:
         raise client.fail(resp, f"fetching blob {sid}")
-    h = hashlib.sha256()
     got = 0
     try:
-        with open(dest, "wb") as f:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
             while chunk := resp.raw.read(_READ):
                 got += len(chunk)
                 if got > size:
@@ -622,7 +835,7 @@ def _fetch_blob(client: RegistryClient, repo: str, digest: str, size: int, dest:
                 resp.raw.close()
             client.close()
     progress(Transfer(sid, "Verifying Checksum", got, size))
-    actual = "sha256:" + h.hexdigest()
+    actual = f"{digest.partition(':')[0]}:{h.hexdigest()}"
     if got != size or actual != digest:
         dest.unlink(missing_ok=True)
         if got != size:
@@ -631,26 +844,33 @@ def _fetch_blob(client: RegistryClient, repo: str, digest: str, size: int, dest:
     progress(Transfer(sid, "Download complete", got, size))
 
 
-def _check_config(staging: Path, store: ImageStore, manifest: Mapping[str, Any]) -> None:
-    """The config must be JSON whose rootfs.diff_ids pair up with the layers."""
+def _check_config(staging: Path, store: ImageStore, manifest: Mapping[str, Any],
+                  limits: Limits) -> list[str]:
+    """The config must be JSON whose rootfs.diff_ids are digests pairing up with the
+    layers. Returns the diff_ids."""
     digest = str(manifest["config"]["digest"])
-    path = staging / digest.removeprefix("sha256:")
+    path = staging / digest.replace(":", "-")
     raw = path.read_bytes() if path.exists() else store.read_blob(digest)
-    try:
-        cfg = json.loads(raw)
-        diff_ids = (cfg.get("rootfs") or {}).get("diff_ids") or []
-    except (ValueError, AttributeError):
-        raise RegistryError(f"image config {short(digest)} is not valid JSON") from None
+    cfg = _json_object(raw, f"image config {short(digest)}")
+    rootfs = cfg.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list):
+        raise RegistryError(f"image config {short(digest)} has no rootfs.diff_ids")
+    for diff in diff_ids:
+        check_digest(diff, f"diff_id in image config {short(digest)}")
     if len(diff_ids) != len(manifest["layers"]):
         raise RegistryError(f"image config {short(digest)} lists {len(diff_ids)} layers, "
                             f"the manifest {len(manifest['layers'])}")
+    return [str(d) for d in diff_ids]
 
 
 __all__ = [
     "DEFAULT_CHUNK",
     "PushResult",
     "RegistryClient",
+    "host_platform",
     "parse_challenge",
+    "platform_rank",
     "pull",
     "push",
     "to_docker_manifest",

@@ -10,9 +10,10 @@ Layout under `root` (`settings.images_dir`, i.e. `$MINIORCH_HOME/images`):
                                   `skopeo inspect oci:<root>:docker.io/library/kubia:latest`
                                   works; a descriptor without a name is a dangling image
                                   (`<none>` in `image ls`, as Docker keeps after a rebuild)
-    blobs/sha256/<hex>            manifests, configs, gzip layer tarballs — content-addressed,
-                                  so a layer shared by two images is stored once
+    blobs/sha256/<hex>            manifests, configs, layer tarballs — content-addressed,
+    blobs/sha512/<hex>            so a layer shared by two images is stored once
     unpacked/<diff-id hex>/       a layer extracted once, used read-only as an overlay lowerdir
+                                  (sha512 diff_ids: `unpacked/sha512-<hex>/`); mode 0700
     build-cache/<key hex>.json    the builder's step cache (see build.py)
     leases/                       blobs held by builds in progress (see below)
     tmp/                          staging; everything lands in place by rename(2)
@@ -29,6 +30,14 @@ Invariants.
     Build-cache entries do not keep blobs alive; the builder re-checks that a cached
     layer's blob still exists.
   - `unpacked/<hex>` appears atomically (extract to tmp, rename); it is never modified.
+    It is there only if the decompressed layer hashed to its diff_id and every member
+    obeyed layers.unpack_layer's confinement rules; `unpacked/` and `tmp/` are 0700, so
+    no other user of the host reaches a layer's setuid files or half-written trees.
+  - Every digest read from a manifest, a config or index.json passes
+    `oci.check_digest` before it names a file: nothing from an image is a path.
+  - An index entry written by a pull carries `io.miniorch.image.source: registry`;
+    images built here or made from the host's files (base images) do not, and
+    `serves()` says no registry serves them (so `imagePullPolicy: Always` keeps them).
 
 The store is synchronous (file I/O and hashing); async callers use
 `anyio.to_thread.run_sync`. An image missing locally is asked of the `Puller`s in turn
@@ -43,7 +52,7 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,13 +64,15 @@ from miniorch.images.errors import (
     ImageInUse,
     ImageNotFound,
     InvalidReference,
+    LimitExceeded,
     PullAccessDenied,
 )
-from miniorch.images.layers import LayerBlob, unpack_layer
+from miniorch.images.layers import LayerBlob, remove_tree, unpack_layer
 from miniorch.images.oci import (
     ANNOTATION_CONTAINERD_NAME,
     ANNOTATION_REF_NAME,
     ANNOTATION_UNCOMPRESSED,
+    LAYER_COMPRESSION,
     MEDIA_CONFIG,
     MEDIA_LAYER_GZIP,
     MEDIA_MANIFEST,
@@ -69,12 +80,17 @@ from miniorch.images.oci import (
     Image,
     ImageConfig,
     ImageSummary,
+    Limits,
     canonical_json,
+    check_digest,
     sha256_digest,
 )
 from miniorch.images.reference import Reference, parse_reference
 
 log = structlog.get_logger(__name__)
+
+ANNOTATION_SOURCE = "io.miniorch.image.source"
+SOURCE_REGISTRY = "registry"
 
 Progress = Callable[[str], None]
 """Receives one human-readable line per step (`Step 2/3 : COPY ...`, `Pulling ...`)."""
@@ -92,7 +108,11 @@ class Puller(Protocol):
     client (the later issue) is the next.
     """
 
-    def pull(self, store: ImageStore, ref: Reference, *, progress: Progress) -> Image | None: ...
+    def pull(self, store: ImageStore, ref: Reference, *, progress: Progress,
+             auth: Mapping[str, tuple[str, str]] | None = None) -> Image | None:
+        """`auth`: registry → (username, password) for this pull only (a pod's
+        imagePullSecrets), keyed as a Docker config.json's `auths` are."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -126,10 +146,12 @@ class ImageStore:
         *,
         pullers: Sequence[Puller] | None = None,
         base_cache: Path | None = None,
+        limits: Limits | None = None,
     ) -> None:
         """`pullers` default to the built-in base images, whose layers are cached
         host-wide under `base_cache` (default `~/.cache/miniorch/base`)."""
         self.root = root
+        self.limits = limits or Limits()
         self.blobs_dir = root / "blobs" / "sha256"
         self.unpacked_dir = root / "unpacked"
         self.cache_dir = root / "build-cache"
@@ -138,6 +160,9 @@ class ImageStore:
         for d in (self.blobs_dir, self.unpacked_dir, self.cache_dir, self.tmp_dir,
                   self.leases_dir):
             d.mkdir(parents=True, exist_ok=True)
+        for d in (self.unpacked_dir, self.tmp_dir):
+            with contextlib.suppress(OSError):  # a store we do not own: read-only use
+                os.chmod(d, 0o700)
         layout = root / "oci-layout"
         if not layout.exists():
             self._write_atomic(layout, b'{"imageLayoutVersion":"1.0.0"}')
@@ -177,10 +202,16 @@ class ImageStore:
         self._write_atomic(self.root / "index.json", json.dumps(doc, indent=2).encode())
 
     def blob_path(self, digest: str) -> Path:
-        algo, _, hexd = digest.partition(":")
-        if algo != "sha256" or len(hexd) != 64 or not all(c in "0123456789abcdef" for c in hexd):
-            raise ImageError(f"unsupported digest {digest!r}")
-        return self.blobs_dir / hexd
+        """`blobs/<alg>/<hex>`; refuses (InvalidDigest) anything but a well-formed digest."""
+        algo, hexd = check_digest(digest)
+        return self.blobs_dir / hexd if algo == "sha256" else self.root / "blobs" / algo / hexd
+
+    def _blob_dirs(self) -> list[tuple[str, Path]]:
+        out = [("sha256", self.blobs_dir)]
+        other = self.root / "blobs" / "sha512"
+        if other.is_dir():
+            out.append(("sha512", other))
+        return out
 
     def has_blob(self, digest: str) -> bool:
         return self.blob_path(digest).exists()
@@ -223,7 +254,11 @@ class ImageStore:
         cfg_desc = Descriptor.from_json(manifest["config"])
         cfg = json.loads(self.read_blob(cfg_desc.digest))
         layers = tuple(Descriptor.from_json(d) for d in manifest.get("layers") or [])
+        for d in layers:
+            check_digest(d.digest, "layer digest")
         diff_ids = tuple((cfg.get("rootfs") or {}).get("diff_ids") or [])
+        for diff in diff_ids:
+            check_digest(diff, "diff_id")
         if len(diff_ids) != len(layers):
             raise ImageError(f"image {desc.digest}: {len(layers)} layers but "
                              f"{len(diff_ids)} diff_ids")
@@ -322,13 +357,25 @@ class ImageStore:
         fetches `ref`. Local pullers (built-in base images) do not count: an image they
         made is never out of date, so `imagePullPolicy: Always` need not ask them again."""
         parsed = parse_reference(ref)
+        if self._local_origin(parsed):
+            return False
         for puller in self.pullers:
             serves = getattr(puller, "serves", None)
             if serves is not None and serves(parsed):
                 return True
         return False
 
-    def pull(self, ref: str, *, progress: Progress = _no_progress) -> Image | None:
+    def _local_origin(self, ref: Reference) -> bool:
+        """`ref` names an image built here or made by a base-image puller (no pull wrote
+        its index entry), so no registry is its source."""
+        for m in self._read_index():
+            ann = m.get("annotations") or {}
+            if ann.get(ANNOTATION_REF_NAME) == str(ref):
+                return ann.get(ANNOTATION_SOURCE) != SOURCE_REGISTRY
+        return False
+
+    def pull(self, ref: str, *, progress: Progress = _no_progress,
+             auth: Mapping[str, tuple[str, str]] | None = None) -> Image | None:
         """Ask each puller in turn, even if `ref` is present (`imagePullPolicy: Always`).
 
         None when no puller knows where `ref` comes from (no registry for it); a puller
@@ -336,7 +383,7 @@ class ImageStore:
         """
         parsed = parse_reference(ref)
         for puller in self.pullers:
-            img = puller.pull(self, parsed, progress=progress)
+            img = puller.pull(self, parsed, progress=progress, auth=auth)
             if img is not None:
                 return img
         return None
@@ -369,7 +416,8 @@ class ImageStore:
         mdesc = self.put_blob_bytes(canonical_json(manifest), MEDIA_MANIFEST)
         return self._name_manifest(mdesc, refs)
 
-    def add_manifest(self, data: bytes, media_type: str, refs: Sequence[Reference]) -> Image:
+    def add_manifest(self, data: bytes, media_type: str, refs: Sequence[Reference], *,
+                     source: str | None = None) -> Image:
         """Store a manifest exactly as fetched (its digest is the registry's) and name it.
 
         Its config and layer blobs must be stored already (a pull commits them first,
@@ -380,23 +428,24 @@ class ImageStore:
             if not self.has_blob(d["digest"]):
                 raise ImageError(f"blob {d['digest']} is not in the store")
         mdesc = self.put_blob_bytes(data, media_type)
-        return self._name_manifest(mdesc, refs)
+        return self._name_manifest(mdesc, refs, source=source)
 
-    def _name_manifest(self, mdesc: Descriptor, refs: Sequence[Reference]) -> Image:
+    def _name_manifest(self, mdesc: Descriptor, refs: Sequence[Reference], *,
+                       source: str | None = None) -> Image:
         """Record a stored manifest in index.json under `refs` (or unnamed, once)."""
         with self._locked():
             index = self._read_index()
             if refs:
                 for r in refs:
-                    index = self._point(index, r, mdesc)
+                    index = self._point(index, r, mdesc, source=source)
             elif not any(m["digest"] == mdesc.digest for m in index):
                 index.append(mdesc.to_json())
             self._write_index(index)
         return self._image_from_manifest(mdesc, tuple(refs))
 
     @staticmethod
-    def _point(index: list[dict[str, Any]], ref: Reference, mdesc: Descriptor
-               ) -> list[dict[str, Any]]:
+    def _point(index: list[dict[str, Any]], ref: Reference, mdesc: Descriptor, *,
+               source: str | None = None) -> list[dict[str, Any]]:
         name = str(ref)
         old = [m for m in index if (m.get("annotations") or {}).get(ANNOTATION_REF_NAME) == name]
         out = [m for m in index if m not in old and not (
@@ -406,6 +455,8 @@ class ImageStore:
                 out.append({k: v for k, v in m.items() if k != "annotations"})  # now dangling
         entry = mdesc.to_json()
         entry["annotations"] = {ANNOTATION_REF_NAME: name, ANNOTATION_CONTAINERD_NAME: name}
+        if source:
+            entry["annotations"][ANNOTATION_SOURCE] = source
         out.append(entry)
         return out
 
@@ -476,33 +527,56 @@ class ImageStore:
 
     # ------------------------------------------------------------------ layers on disk
 
-    def unpacked_layer(self, layer: Descriptor, diff_id: str) -> Path:
-        """`unpacked/<diff-id hex>`, extracting the blob on first use (atomically)."""
-        hexd = diff_id.removeprefix("sha256:")
-        final = self.unpacked_dir / hexd
+    def unpacked_path(self, diff_id: str) -> Path:
+        """`unpacked/<hex>` (sha512: `unpacked/sha512-<hex>`) for a well-formed diff_id."""
+        alg, hexd = check_digest(diff_id, "diff_id")
+        return self.unpacked_dir / (hexd if alg == "sha256" else f"{alg}-{hexd}")
+
+    def unpacked_layer(self, layer: Descriptor, diff_id: str, *, blob: Path | None = None,
+                       max_bytes: int | None = None) -> Path:
+        """`unpacked/<diff-id hex>`, extracting the blob on first use (atomically).
+
+        The layer is decompressed as its media type says and must hash to `diff_id`;
+        it is unpacked into `unpacked/.tmp-*` and renamed into place only when every
+        member passed (layers.unpack_layer), so a refused layer leaves nothing. `blob`
+        unpacks from a file not (yet) in the store: a pull checks its layers before it
+        commits any blob.
+        """
+        final = self.unpacked_path(diff_id)
+        check_digest(layer.digest, "layer digest")
         if final.exists():
             return final
-        lock_fd = os.open(self.unpacked_dir / f".{hexd}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        compression = LAYER_COMPRESSION.get(layer.media_type)
+        if compression is None:
+            raise ImageError(f"layer {layer.digest}: unsupported media type "
+                             f"{layer.media_type!r}")
+        lock_path = self.unpacked_dir / f".{final.name}.lock"
+        lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
             if final.exists():
                 return final
-            tmp = self.unpacked_dir / f".tmp-{hexd[:12]}-{os.urandom(4).hex()}"
+            tmp = self.unpacked_dir / f".tmp-{final.name[:12]}-{os.urandom(4).hex()}"
             try:
-                unpack_layer(self.blob_path(layer.digest), tmp)
+                unpack_layer(blob or self.blob_path(layer.digest), tmp,
+                             compression=compression, diff_id=diff_id, limits=self.limits,
+                             max_bytes=max_bytes)
                 os.rename(tmp, final)
             except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+                remove_tree(tmp)
                 raise
             log.debug("unpacked layer", diff_id=diff_id)
             return final
         finally:
             os.close(lock_fd)
             with contextlib.suppress(OSError):
-                os.unlink(self.unpacked_dir / f".{hexd}.lock")
+                os.unlink(lock_path)
 
     def unpacked_layers(self, image: Image) -> list[Path]:
         """The image's layers as directories, **topmost first** (overlay lowerdir order)."""
+        if len(image.layers) > self.limits.layers:
+            raise LimitExceeded(f"image {image.short_id} has {len(image.layers)} layers "
+                                f"(at most {self.limits.layers})")
         dirs = [self.unpacked_layer(d, diff) for d, diff in zip(image.layers, image.diff_ids,
                                                                 strict=True)]
         return dirs[::-1]
@@ -551,19 +625,23 @@ class ImageStore:
         live |= leased
         live_diffs |= leased
         deleted = []
-        for p in self.blobs_dir.iterdir():
-            if "sha256:" + p.name not in live:
-                p.unlink(missing_ok=True)
-                deleted.append("sha256:" + p.name)
+        for alg, d in self._blob_dirs():
+            for p in d.iterdir():
+                if f"{alg}:{p.name}" not in live:
+                    p.unlink(missing_ok=True)
+                    deleted.append(f"{alg}:{p.name}")
         for p in self.unpacked_dir.iterdir():
             if p.name.startswith("."):
+                if p.name.startswith(".tmp-") and not _tmp_live(p):
+                    remove_tree(p)  # an unpack killed mid-way (kill -9 of the cluster)
                 continue
-            if "sha256:" + p.name not in live_diffs:
-                shutil.rmtree(p, ignore_errors=True)
+            alg, _, hexd = p.name.rpartition("-")
+            if f"{alg or 'sha256'}:{hexd}" not in live_diffs:
+                remove_tree(p)
         return deleted
 
     def disk_usage(self) -> DiskUsage:
-        blobs = list(self.blobs_dir.iterdir())
+        blobs = [p for _alg, d in self._blob_dirs() for p in d.iterdir()]
         unpacked = [p for p in self.unpacked_dir.iterdir() if not p.name.startswith(".")]
         return DiskUsage(
             images=len({m["digest"] for m in self._read_index()}),
@@ -608,6 +686,17 @@ class Lease:
     def add(self, digest: str) -> None:
         with open(self.path, "a") as f:
             f.write(digest + "\n")
+
+
+def _tmp_live(path: Path) -> bool:
+    """An `.tmp-*` unpack directory is live while its unpacker holds the layer's lock;
+    without a way to ask, treat directories younger than an hour as live."""
+    import time
+
+    try:
+        return time.time() - os.lstat(path).st_mtime < 3600
+    except OSError:
+        return False
 
 
 def _pid_alive(pid: int) -> bool:

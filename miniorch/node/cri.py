@@ -31,6 +31,12 @@ class RuntimeFailure(Exception):
     the user in an event, e.g. `FailedCreatePodSandBox`)."""
 
 
+PullAuth = Mapping[str, tuple[str, str]]
+"""Registry (keyed as a Docker config.json's `auths`: `https://index.docker.io/v1/`,
+`127.0.0.1:5000`) → (username, password): the credentials of a pod's imagePullSecrets,
+for that pod's pulls only (CRI's PullImageRequest.auth)."""
+
+
 class ImagePullError(Exception):
     """The image is not here and could not be fetched (→ ErrImagePull, ImagePullBackOff)."""
 
@@ -191,10 +197,11 @@ class ContainerRuntime(Protocol):
         """The image if it is present on this machine (never fetches)."""
         ...
 
-    async def pull_image(self, ref: str) -> ImageInfo:
+    async def pull_image(self, ref: str, auth: PullAuth | None = None) -> ImageInfo:
         """Fetch an image from where it comes from (even if present: `imagePullPolicy:
-        Always`); `ImagePullError` if it cannot be had (its message is shown to the
-        user), `NoImageSource` if nothing serves `ref`."""
+        Always`), with `auth` before the machine's stored credentials; `ImagePullError`
+        if it cannot be had (its message is shown to the user), `NoImageSource` if
+        nothing serves `ref`."""
         ...
 
     @property

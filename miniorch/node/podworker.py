@@ -34,7 +34,9 @@ Invariants:
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import math
 import secrets
 import shutil
@@ -68,6 +70,7 @@ from miniorch.node.cri import (
     ImagePullError,
     Mount,
     NoImageSource,
+    PullAuth,
     RuntimeContainer,
     RuntimeFailure,
     RuntimeSandbox,
@@ -505,7 +508,8 @@ class PodWorker:
         IfNotPresent pulls only a missing image; Always re-pulls whenever a registry
         serves the reference (a built-in or locally built image is used as it is);
         Never uses the local image or waits in ErrImageNeverPull. Pulls run in the
-        runtime's worker threads, never on this event loop."""
+        runtime's worker threads, never on this event loop, with the credentials of
+        the pod's imagePullSecrets (read afresh for every attempt, as kubelet does)."""
         ref = str(container.get("image", ""))
         policy = str(container.get("imagePullPolicy") or "IfNotPresent")
         config = self.ctx.config
@@ -526,7 +530,7 @@ class PodWorker:
                 self._event("Normal", "Pulling", f'Pulling image "{ref}"')
                 began = self.ctx.clock.monotonic()
                 try:
-                    image = await runtime.pull_image(ref)
+                    image = await runtime.pull_image(ref, self._pull_secrets())
                 except NoImageSource as exc:
                     if present is not None:  # nothing to re-pull from: the local copy it is
                         self._event("Normal", "Pulled",
@@ -561,6 +565,37 @@ class PodWorker:
                 self._event("Warning", "Failed", "Error: ImagePullBackOff")
                 self._sync_status()
             await anyio.sleep(delay * 0.8)
+
+    def _pull_secrets(self) -> PullAuth | None:
+        """Credentials from the pod's `imagePullSecrets` (`kubernetes.io/dockerconfigjson`
+        or the older `kubernetes.io/dockercfg`), first secret first for a registry named
+        twice. Missing or malformed secrets are skipped with kubelet's warning event."""
+        from miniorch.images.regconfig import parse_auths
+
+        refs = self.pod.get("spec", {}).get("imagePullSecrets") or []
+        names = [str(r.get("name")) for r in refs if isinstance(r, dict) and r.get("name")]
+        if not names:
+            return None
+        auth: dict[str, tuple[str, str]] = {}
+        missing: list[str] = []
+        for name in names:
+            secret = self.config.secret(namespace_of(self.pod), name)
+            data = (secret or {}).get("data") or {}
+            raw = data.get(".dockerconfigjson") or data.get(".dockercfg")
+            try:
+                if raw is None:
+                    raise ValueError("no .dockerconfigjson")
+                creds = parse_auths(json.loads(base64.b64decode(raw)))
+            except (ValueError, TypeError, UnicodeDecodeError):
+                missing.append(name)
+                continue
+            for registry_key, c in creds.items():
+                auth.setdefault(registry_key, (c.username, c.password))
+        if missing:
+            self._event("Warning", "FailedToRetrieveImagePullSecret",
+                        f"Unable to retrieve some image pull secrets ({', '.join(missing)}); "
+                        "attempting to pull the image may not succeed.")
+        return auth or None
 
     async def _configure(self, container: Obj, view: ContainerView,
                          image: ImageInfo) -> dict[str, str]:

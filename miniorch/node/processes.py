@@ -31,6 +31,7 @@ from miniorch.node.cri import (
     ExitInfo,
     ImageInfo,
     NoImageSource,
+    PullAuth,
     RuntimeContainer,
     RuntimeFailure,
     SandboxConfig,
@@ -165,7 +166,7 @@ class ProcessRuntime:
     def can_pull(self, ref: str) -> bool:
         return False
 
-    async def pull_image(self, ref: str) -> ImageInfo:
+    async def pull_image(self, ref: str, auth: PullAuth | None = None) -> ImageInfo:
         # Nothing to pull from: a test adds images to `self.images` instead.
         raise NoImageSource(f'image "{ref}" not found: no registry to pull it from '
                              f'(build it with "miniorch image build -t {ref} DIR")')

@@ -36,6 +36,7 @@ from miniorch.node.cri import (
     ImageInfo,
     ImagePullError,
     NoImageSource,
+    PullAuth,
     RuntimeContainer,
     RuntimeFailure,
     SandboxConfig,
@@ -202,9 +203,9 @@ class SandboxRuntime:
             return None
         return None if image is None else self._info(ref, image)
 
-    def _pull(self, ref: str) -> ImageInfo:
+    def _pull(self, ref: str, auth: PullAuth | None) -> ImageInfo:
         try:
-            image = self.images.pull(ref)
+            image = self.images.pull(ref, auth=auth)
             if image is None:
                 raise NoImageSource(str(PullAccessDenied(parse_reference(ref).familiar_repository)))
         except ImageError as exc:
@@ -224,12 +225,13 @@ class SandboxRuntime:
     async def resolve_image(self, ref: str) -> ImageInfo | None:
         return await anyio.to_thread.run_sync(self._resolve, ref)
 
-    async def pull_image(self, ref: str) -> ImageInfo:
+    async def pull_image(self, ref: str, auth: PullAuth | None = None) -> ImageInfo:
         lock = self._pull_locks.setdefault(ref, anyio.Lock())
         async with lock:
             # Abandoned on cancel (the pod went away): the thread finishes on its own and
             # a pull is all-or-nothing, so nothing half-written is left behind.
-            return await anyio.to_thread.run_sync(self._pull, ref, abandon_on_cancel=True)
+            return await anyio.to_thread.run_sync(self._pull, ref, auth,
+                                                  abandon_on_cancel=True)
 
     async def create_sandbox(self, config: SandboxConfig) -> SandboxHandle:
         spec = PodSandboxSpec(

@@ -222,6 +222,43 @@ def test_add_tar_with_escaping_member_refused(store: ImageStore, context: Path,
     assert not list(store.tmp_dir.iterdir())  # extraction dirs cleaned up
 
 
+@pytest.mark.parametrize(("members", "match"), [
+    pytest.param([("out", tarfile.SYMTYPE, "/etc"), ("out/passwd", tarfile.REGTYPE, "")],
+                 "through symlink", id="write-through-symlink"),
+    pytest.param([("pw", tarfile.LNKTYPE, "../../../etc/passwd")], "escapes",
+                 id="hardlink-out"),
+    pytest.param([("l", tarfile.SYMTYPE, "/etc"), ("pw", tarfile.LNKTYPE, "l/passwd")],
+                 "non-directory", id="hardlink-via-symlink"),
+])
+def test_add_tar_links_confined(store: ImageStore, context: Path,
+                                members: list[tuple[str, bytes, str]], match: str) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, kind, link in members:
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.linkname = kind, link
+            ti.size = 3 if kind == tarfile.REGTYPE else 0
+            tar.addfile(ti, io.BytesIO(b"bad") if kind == tarfile.REGTYPE else None)
+    (context / "evil.tar").write_bytes(buf.getvalue())
+    write(context, {"Dockerfile": "FROM busybox\nADD evil.tar /dst/\n"})
+    with pytest.raises(BuildError, match=match):
+        build(store, context, tag="eviltar")
+    assert store.resolve("eviltar") is None
+    assert not list(store.tmp_dir.iterdir())
+
+
+def test_add_tar_whiteout_names_are_not_applied(store: ImageStore, context: Path) -> None:
+    """`.wh...` in a local archive neither deletes anything nor becomes a whiteout."""
+    (context / "wh.tar").write_bytes(_tar_with(".wh..."))
+    write(context, {"Dockerfile": "FROM busybox\nADD wh.tar /dst/\n"})
+    before = sorted(p.name for p in store.unpacked_dir.iterdir())
+    img = build(store, context, tag="whtar")
+    assert set(before) <= {p.name for p in store.unpacked_dir.iterdir()}
+    top = store.unpacked_layers(img)[0]
+    assert not any(stat.S_ISCHR(os.lstat(p).st_mode) for p in top.rglob("*"))
+    assert store.unpacked_layers(store.get("busybox"))  # the base's layers are all there
+
+
 def test_add_tar_extracts_and_url_refused(store: ImageStore, context: Path) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:

@@ -38,6 +38,9 @@ from tests.images.regserver import (
     run_registry,
 )
 
+OFFLINE = {"MINIORCH_OFFLINE": "1"}
+"""Only loopback registries (never Docker Hub): the suite must not reach the internet."""
+
 SAMPLE_APP = Path(__file__).resolve().parents[2] / "sample_app"
 
 pytestmark = needs_registry
@@ -216,7 +219,7 @@ def test_basic_auth_with_htpasswd_and_login(
              "--insecure", "--username", "luksa", "--password-stdin", reg.host],
             input="s3cret\n", capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
-        assert load_config(home2, env={}).auth_for(reg.host) == Credentials("luksa", "s3cret")
+        assert load_config(home2, env=OFFLINE).auth_for(reg.host) == Credentials("luksa", "s3cret")
 
         # The stored credentials serve the CLI's pull and the store's puller.
         out = io.StringIO()
@@ -233,7 +236,7 @@ def _cli(argv: list[str], out: io.StringIO, err: io.StringIO) -> int:
 def test_cli_push_and_store_puller_with_default_registry(
         workdir: Path, base_cache: Path, reg: RunningRegistry) -> None:
     home_a, home_b = workdir / "a", workdir / "b"
-    a = open_store(home_a, env={}, base_cache=base_cache)
+    a = open_store(home_a, env=OFFLINE, base_cache=base_cache)
     build(a, tiny_ctx(workdir, "d", "default\n"), tag=f"{reg.host}/luksa/tiny:v1")
     out, err = io.StringIO(), io.StringIO()
     code = _cli(["--state-dir", str(home_a), "image", "push", "--insecure",
@@ -247,7 +250,7 @@ def test_cli_push_and_store_puller_with_default_registry(
     # `ensure` (FROM, pods) as for `image pull`.
     home_b.mkdir()
     (home_b / "registries.json").write_text(json.dumps({"default": f"http://{reg.host}"}))
-    b = open_store(home_b, env={}, base_cache=base_cache)
+    b = open_store(home_b, env=OFFLINE, base_cache=base_cache)
     lines: list[str] = []
     img = b.ensure("luksa/tiny:v1", progress=lines.append)
     assert img.id == a.get(f"{reg.host}/luksa/tiny:v1").id
@@ -261,7 +264,7 @@ def test_cli_push_and_store_puller_with_default_registry(
     assert derived.layers == img.layers
 
     # Without a default registry, unqualified names fail as before.
-    c = open_store(workdir / "c", env={}, base_cache=base_cache)
+    c = open_store(workdir / "c", env=OFFLINE, base_cache=base_cache)
     with pytest.raises(PullAccessDenied, match="no registry configured"):
         c.ensure("luksa/tiny:v1")
     # ... and $MINIORCH_REGISTRY supplies one.
@@ -284,7 +287,7 @@ def test_auth_file_shape(workdir: Path) -> None:
     doc = json.loads((workdir / "auth.json").read_text())
     assert doc == {"auths": {"127.0.0.1:5000": {"auth": "dTpwOnc="},
                              "localhost:5001": {"auth": "djpx"}}}
-    cfg = load_config(workdir, env={})
+    cfg = load_config(workdir, env=OFFLINE)
     assert cfg.auth_for("127.0.0.1:5000") == Credentials("u", "p:w")
     assert oct(os.stat(workdir / "auth.json").st_mode & 0o777) == "0o600"
 

@@ -22,7 +22,7 @@ from miniorch.core.settings import Settings
 from miniorch.images import ImageStore, build
 from miniorch.images import registry as oci_registry
 from miniorch.images.regconfig import open_store
-from miniorch.node.cri import ImageInfo
+from miniorch.node.cri import ImageInfo, PullAuth
 from miniorch.node.processes import ProcessRuntime
 from miniorch.node.runtime import SandboxRuntime
 from tests.images.regserver import RunningRegistry, needs_registry, run_registry
@@ -36,6 +36,9 @@ from tests.node.nodehelpers import (
     settings,
     wait_for,
 )
+
+OFFLINE = {"MINIORCH_OFFLINE": "1"}
+"""Only loopback registries (never Docker Hub): the suite must not reach the internet."""
 
 __all__ = ["registry", "settings", "stub"]  # fixtures, re-exported for pytest
 
@@ -55,8 +58,8 @@ class RegistryBackedProcesses(ProcessRuntime):
     async def resolve_image(self, ref: str) -> ImageInfo | None:
         return await self.store_images.resolve_image(ref)
 
-    async def pull_image(self, ref: str) -> ImageInfo:
-        return await self.store_images.pull_image(ref)
+    async def pull_image(self, ref: str, auth: PullAuth | None = None) -> ImageInfo:
+        return await self.store_images.pull_image(ref, auth)
 
 
 @pytest.fixture
@@ -79,7 +82,7 @@ def node_store(workdir: Path, base_cache: Path, host: str) -> ImageStore:
     home = workdir / "node-home"
     home.mkdir()
     (home / "registries.json").write_text(json.dumps({"insecure": [host]}))
-    return open_store(home, env={}, base_cache=base_cache)
+    return open_store(home, env=OFFLINE, base_cache=base_cache)
 
 
 def waiting_reason(registry: Registry, pod: dict[str, object]) -> object:

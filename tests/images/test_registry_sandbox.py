@@ -36,6 +36,9 @@ from tests.node.nodehelpers import (
     wait_for,
 )
 
+OFFLINE = {"MINIORCH_OFFLINE": "1"}
+"""Only loopback registries (never Docker Hub): the suite must not reach the internet."""
+
 __all__ = ["registry"]
 
 pytestmark = [needs_registry, pytest.mark.root]
@@ -62,7 +65,8 @@ async def machine_b(workdir: Path, reg: RunningRegistry
     network = NetworkSettings(pod_cidr=f"10.{subnet}.0.0/16", bridge_name=f"mor{tag}")
     settings = Settings(home=home, node_heartbeat_seconds=0.5, network=network)
     # No built-in base images on this machine: every layer must come from the registry.
-    store = ImageStore(settings.images_dir, pullers=[RegistryPuller(load_config(home, env={}))])
+    store = ImageStore(settings.images_dir,
+                       pullers=[RegistryPuller(load_config(home, env=OFFLINE))])
     runtime = SandboxRuntime(images=store, id_prefix=f"zr{tag}")
     host = HostNetwork(bridge=network.bridge_name, gateway_cidr=f"10.{subnet}.0.1/16")
     checker = LeakChecker(prefixes=[f"zr{tag}", network.bridge_name], mount_roots=[home])
