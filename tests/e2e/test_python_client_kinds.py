@@ -124,7 +124,9 @@ def test_configmap_and_secret_models(api: Any) -> None:
         core.create_namespaced_config_map(NS, client.V1ConfigMap(
             metadata=client.V1ObjectMeta(name="bad"), data={"bad key": "v"}))
     assert refused.value.status == 422
-    assert [c.metadata.name for c in core.list_namespaced_config_map(NS).items] == ["py-cm"]
+    # Beside it only the namespace's CA bundle, which every namespace gets (as in Kubernetes).
+    assert sorted(c.metadata.name for c in core.list_namespaced_config_map(NS).items) == \
+        ["kube-root-ca.crt", "py-cm"]
 
 
 CRD = {
