@@ -75,6 +75,7 @@ from miniorch.node.events import EventSink
 from miniorch.node.ipam import IpAllocator
 from miniorch.node.mailbox import Mailbox, PodUpdate
 from miniorch.node.probes import ExecFn, ProbeSpec, run_probe
+from miniorch.node.security import SecurityContextError, apply_fs_group, container_security
 from miniorch.node.status import ContainerView, phase, pod_status
 from miniorch.node.volumes import PodVolumes, VolumeError
 
@@ -354,6 +355,10 @@ class PodWorker:
                 # On the loop, not in a thread: the registry is not thread-safe, and a
                 # volume is a few small files.
                 volumes.setup()
+                fs_group = ((self.pod.get("spec") or {}).get("securityContext")
+                            or {}).get("fsGroup")
+                apply_fs_group(self.pod_dir / ".volumes",
+                               int(fs_group) if fs_group is not None else None)
                 break
             except VolumeError as exc:
                 self._event("Warning", "FailedMount", exc.event_message())
@@ -430,7 +435,9 @@ class PodWorker:
             "init_pid": self.sandbox.init_pid, "netns": self.sandbox.netns,
             "ip": self.pod_ip, "node": self.ctx.name,
             "containers": {name: {"pid": proc.pid,
-                                  "restartCount": self.views[name].restart_count}
+                                  "restartCount": self.views[name].restart_count,
+                                  # what an exec into it must be restricted to
+                                  "security": getattr(proc, "security", None)}
                            for name, proc in self.running.items()},
         })
 
@@ -547,15 +554,22 @@ class PodWorker:
             if self.terminating:
                 return
             try:
+                security = container_security(
+                    self.pod, container, image_user=image.user,
+                    seccomp_root=self.ctx.settings.home / "seccomp")
                 spec = ContainerConfig(
                     name=name, image=image, argv=container_argv(container, image, env),
                     env=env, workdir=str(container.get("workingDir") or image.workdir or "/"),
-                    restart_count=view.restart_count, mounts=self._mounts(container))
+                    restart_count=view.restart_count, mounts=self._mounts(container),
+                    security=security)
                 if not spec.argv:
                     raise RuntimeFailure("no command specified")
                 proc = await self.sandbox.start_container(spec)
-            except RuntimeFailure as exc:
-                view.state = {"waiting": {"reason": "RunContainerError", "message": str(exc)}}
+            except (RuntimeFailure, SecurityContextError) as exc:
+                # As the kubelet: a securityContext it refuses is a config error.
+                reason = ("CreateContainerConfigError" if isinstance(exc, SecurityContextError)
+                          else "RunContainerError")
+                view.state = {"waiting": {"reason": reason, "message": str(exc)}}
                 self._event("Warning", "Failed", f"Error: {exc}")
                 self._first_attempt_done(name)
                 exit_info = ExitInfo(exit_code=128)
