@@ -234,8 +234,9 @@ _KEPT_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC
                (os.ST_RELATIME, MS_RELATIME))
 
 
-def bind_volume(root: str, spec: dict[str, Any]) -> None:
-    """Bind a volume (`source` on the host side of the pod) at `target` in `root`."""
+def bind_volume(root: str, spec: dict[str, Any], *, nodev: bool = False) -> None:
+    """Bind a volume (`source` on the host side of the pod) at `target` in `root`
+    (`nodev`: device nodes in it do not open)."""
     source = spec["source"]
     if spec.get("create"):
         _mkdirs(source, 0o777)
@@ -251,10 +252,11 @@ def bind_volume(root: str, spec: dict[str, Any]) -> None:
         _mkdirs(os.path.dirname(target))
         os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
     mount(source, target, "", MS_BIND | MS_REC)
-    if spec.get("read_only"):
+    if spec.get("read_only") or nodev:
         # A read-only bind is a remount; in a user namespace it must keep the flags the
         # source mount is locked with (nosuid, nodev, ...), or the kernel refuses it.
-        _remount_readonly(target)
+        _remount_flags(target, (MS_RDONLY if spec.get("read_only") else 0)
+                       | (MS_NODEV if nodev else 0))
 
 
 def _is_device(path: str) -> bool:
@@ -266,8 +268,13 @@ def _is_device(path: str) -> bool:
 
 
 def _remount_readonly(target: str) -> None:
-    """Make the mount at `target` read-only, keeping the flags it is locked with."""
-    flags = MS_BIND | MS_REMOUNT | MS_RDONLY
+    _remount_flags(target, MS_RDONLY)
+
+
+def _remount_flags(target: str, extra: int) -> None:
+    """Add `extra` (MS_RDONLY, MS_NODEV) to the mount at `target`, keeping the flags it
+    is locked with."""
+    flags = MS_BIND | MS_REMOUNT | extra
     fs_flags = os.statvfs(target).f_flag
     for st_flag, ms_flag in _KEPT_FLAGS:
         if fs_flags & st_flag:
@@ -317,7 +324,11 @@ def setup_rootfs(rootfs: dict[str, Any], etc_files: dict[str, str],
     _mkdirs(root)
     opts = "lowerdir={},upperdir={},workdir={}".format(
         ":".join(rootfs["lower_dirs"]), rootfs["upper_dir"], rootfs["work_dir"])
-    mount("overlay", root, "overlay", 0, opts)
+    # nodev (unless privileged): CAP_MKNOD is in the default set, as in containerd, so a
+    # node made in the rootfs, /dev or a volume must not open (containerd's device
+    # cgroup does this; nodev does it on cgroup v1 and v2 alike).
+    nodev = 0 if (security or {}).get("privileged") or security is None else MS_NODEV
+    mount("overlay", root, "overlay", nodev, opts)
     proc = root + "/proc"
     _mkdirs(proc)
     mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -332,7 +343,9 @@ def setup_rootfs(rootfs: dict[str, Any], etc_files: dict[str, str],
     mask_paths(root, [p for p in sec.get("masked", ()) if p.startswith("/sys/")])
     dev = root + "/dev"
     _mkdirs(dev)
-    mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k")
+    # The device nodes below are bind mounts of their own: nodev on the tmpfs only
+    # stops nodes made in it.
+    mount("tmpfs", dev, "tmpfs", MS_NOSUID | nodev, "mode=755,size=65536k")
     devices = ["null", "zero", "random", "urandom", "tty", "full"]
     if sec.get("privileged"):
         # Every device of the host, as containerd gives a privileged container.
@@ -363,7 +376,7 @@ def setup_rootfs(rootfs: dict[str, Any], etc_files: dict[str, str],
     for rel, text in etc_files.items():
         _write(root + "/" + rel.lstrip("/"), text)
     for spec in mounts:  # last: a volume at /tmp or /etc/... must not be covered
-        bind_volume(root, spec)
+        bind_volume(root, spec, nodev=bool(nodev))
     if sec.get("read_only_rootfs"):
         # Only the root mount's own flag: /dev, /proc, volumes stay as they are.
         mount("none", root, "", MS_BIND | MS_REMOUNT | MS_RDONLY)

@@ -122,11 +122,13 @@ async def test_runtime_default_from_inside(make_sandbox: MakeSandbox,
               "echo 1 > /proc/sys/kernel/hostname; echo procsys=$?;"
               "cat /proc/timer_list | wc -c; echo timer_list;"
               "ls /sys/firmware | wc -l; touch /sys/x; echo sys=$?;"
+              "mknod /zero c 1 5; head -c1 /zero >/dev/null; echo opened=$?;"
               "mknod /tmp/sda b 8 0; echo mknod=$?; ls /dev")
     _code, out = await run(sandbox, rootfs_factory(), script,  # type: ignore[operator]
                           ContainerSecurity())
     assert "mount=0" not in out and "procsys=0" not in out and "sys=0" not in out, out
     assert "0\ntimer_list" in out, out  # /dev/null over /proc/timer_list
+    assert "opened=0" not in out, out  # a node made in the rootfs does not open (nodev)
     for name in ("null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts",
                  "shm", "mqueue", "fd", "stdin", "stdout", "stderr"):
         assert f"\n{name}\n" in "\n" + out.split("mknod=")[1].split("\n", 1)[1], (name, out)
