@@ -78,6 +78,7 @@ from miniorch.node.probes import ExecFn, ProbeSpec, run_probe
 from miniorch.node.security import SecurityContextError, apply_fs_group, container_security
 from miniorch.node.status import ContainerView, phase, pod_status
 from miniorch.node.volumes import PodVolumes, VolumeError
+from miniorch.sandbox.security import ContainerSecurity
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -536,6 +537,27 @@ class PodWorker:
                             skipped_message(kind, where, names))
             return result.env
 
+    async def _security(self, container: Obj, view: ContainerView,
+                        image: ImageInfo) -> ContainerSecurity:
+        """The container's ContainerSecurity; one the kubelet refuses (runAsNonRoot and
+        a root image...) keeps it waiting in CreateContainerConfigError, retried with a
+        back-off, as the kubelet does."""
+        config = self.ctx.config
+        delay = 0.0
+        while True:
+            try:
+                return container_security(self.pod, container, image_user=image.user,
+                                          seccomp_root=self.ctx.settings.home / "seccomp")
+            except SecurityContextError as exc:
+                view.state = {"waiting": {"reason": "CreateContainerConfigError",
+                                          "message": str(exc)}}
+                self._event("Warning", "Failed", f"Error: {exc}")
+                self._sync_status()
+                self._first_attempt_done(view.name)
+                delay = (config.config_backoff_base if not delay
+                         else min(delay * 2, config.config_backoff_cap))
+                await self.config.wait_change(delay)
+
     async def _supervise(self, container: Obj) -> None:
         name = str(container.get("name"))
         view = self.views[name]
@@ -553,10 +575,8 @@ class PodWorker:
             started_mono = self.ctx.clock.monotonic()
             if self.terminating:
                 return
+            security = await self._security(container, view, image)
             try:
-                security = container_security(
-                    self.pod, container, image_user=image.user,
-                    seccomp_root=self.ctx.settings.home / "seccomp")
                 spec = ContainerConfig(
                     name=name, image=image, argv=container_argv(container, image, env),
                     env=env, workdir=str(container.get("workingDir") or image.workdir or "/"),
@@ -565,11 +585,8 @@ class PodWorker:
                 if not spec.argv:
                     raise RuntimeFailure("no command specified")
                 proc = await self.sandbox.start_container(spec)
-            except (RuntimeFailure, SecurityContextError) as exc:
-                # As the kubelet: a securityContext it refuses is a config error.
-                reason = ("CreateContainerConfigError" if isinstance(exc, SecurityContextError)
-                          else "RunContainerError")
-                view.state = {"waiting": {"reason": reason, "message": str(exc)}}
+            except RuntimeFailure as exc:
+                view.state = {"waiting": {"reason": "RunContainerError", "message": str(exc)}}
                 self._event("Warning", "Failed", f"Error: {exc}")
                 self._first_attempt_done(name)
                 exit_info = ExitInfo(exit_code=128)
