@@ -102,7 +102,8 @@ def sandbox_spawner(settings: Settings) -> ExecSpawner:
                              f'("{request.container}")')
         try:
             return await exec_in_sandbox(int(sandbox["init_pid"]), request.argv,
-                                         tty=request.tty, container_pid=int(entry["pid"]))
+                                         tty=request.tty, container_pid=int(entry["pid"]),
+                                         security=entry.get("security"))
         except SandboxError as exc:
             raise BadRequest(f"unable to upgrade connection: {exc}") from None
         except OSError as exc:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from miniorch.sandbox.security import ContainerSecurity
+
 
 class RuntimeFailure(Exception):
     """A sandbox or container could not be created/started (the message is shown to
@@ -58,6 +60,8 @@ class ImageInfo:
     cmd: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     workdir: str = ""
+    user: str = ""
+    """The image config's USER (`1000`, `app`, `app:staff`; empty: root)."""
     size: int = 0
     """Uncompressed bytes (the `Pulled` event's `Image size`); 0 if unknown."""
 
@@ -126,6 +130,8 @@ class ContainerConfig:
     """Which incarnation this is (the runtime may key its scratch dirs on it)."""
     mounts: tuple[Mount, ...] = ()
     """Shallowest container path first."""
+    security: ContainerSecurity | None = None
+    """From the securityContext (node/security.py); None: a runtime's own default."""
 
 
 @dataclass(frozen=True, kw_only=True)

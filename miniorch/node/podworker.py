@@ -89,8 +89,10 @@ from miniorch.node.events import EventSink
 from miniorch.node.ipam import IpAllocator
 from miniorch.node.mailbox import Mailbox, PodUpdate
 from miniorch.node.probes import ExecFn, ProbeSpec, run_probe
+from miniorch.node.security import SecurityContextError, apply_fs_group, container_security
 from miniorch.node.status import ContainerView, phase, pod_status
 from miniorch.node.volumes import PodVolumes, TokenError, VolumeError
+from miniorch.sandbox.security import ContainerSecurity
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -413,6 +415,10 @@ class PodWorker:
                 # On the loop, not in a thread: the registry is not thread-safe, and a
                 # volume is a few small files.
                 volumes.setup()
+                fs_group = ((self.pod.get("spec") or {}).get("securityContext")
+                            or {}).get("fsGroup")
+                apply_fs_group(self.pod_dir / ".volumes",
+                               int(fs_group) if fs_group is not None else None)
                 break
             except VolumeError as exc:
                 self._event("Warning", "FailedMount", exc.event_message())
@@ -497,7 +503,9 @@ class PodWorker:
             "init_pid": self.sandbox.init_pid, "netns": self.sandbox.netns,
             "ip": self.pod_ip, "node": self.ctx.name,
             "containers": {name: {"pid": proc.pid,
-                                  "restartCount": self.views[name].restart_count}
+                                  "restartCount": self.views[name].restart_count,
+                                  # what an exec into it must be restricted to
+                                  "security": getattr(proc, "security", None)}
                            for name, proc in self.running.items()},
         })
 
@@ -637,6 +645,27 @@ class PodWorker:
             services = [*services, *([master] if master else [])]
         return service_env(self.pod, services)
 
+    async def _security(self, container: Obj, view: ContainerView,
+                        image: ImageInfo) -> ContainerSecurity:
+        """The container's ContainerSecurity; one the kubelet refuses (runAsNonRoot and
+        a root image...) keeps it waiting in CreateContainerConfigError, retried with a
+        back-off, as the kubelet does."""
+        config = self.ctx.config
+        delay = 0.0
+        while True:
+            try:
+                return container_security(self.pod, container, image_user=image.user,
+                                          seccomp_root=self.ctx.settings.home / "seccomp")
+            except SecurityContextError as exc:
+                view.state = {"waiting": {"reason": "CreateContainerConfigError",
+                                          "message": str(exc)}}
+                self._event("Warning", "Failed", f"Error: {exc}")
+                self._sync_status()
+                self._first_attempt_done(view.name)
+                delay = (config.config_backoff_base if not delay
+                         else min(delay * 2, config.config_backoff_cap))
+                await self.config.wait_change(delay)
+
     async def _supervise(self, container: Obj) -> None:
         name = str(container.get("name"))
         view = self.views[name]
@@ -654,11 +683,13 @@ class PodWorker:
             started_mono = self.ctx.clock.monotonic()
             if self.terminating:
                 return
+            security = await self._security(container, view, image)
             try:
                 spec = ContainerConfig(
                     name=name, image=image, argv=container_argv(container, image, env),
                     env=env, workdir=str(container.get("workingDir") or image.workdir or "/"),
-                    restart_count=view.restart_count, mounts=self._mounts(container))
+                    restart_count=view.restart_count, mounts=self._mounts(container),
+                    security=security)
                 if not spec.argv:
                     raise RuntimeFailure("no command specified")
                 proc = await self.sandbox.start_container(spec)

@@ -5,7 +5,9 @@
     ContainerConfig ──► ContainerSpec(argv, env, workdir,
                                       rootfs=RootfsSpec(image layers (topmost first),
                                                         <pod dir>/.rw/<name>/upper, .../work),
-                                      mounts=BindMount per volumeMount)
+                                      mounts=BindMount per volumeMount,
+                                      security=ContainerSecurity (node/security.py;
+                                               RuntimeDefault if the kubelet gave none))
     SandboxConfig.tmpfs ──► PodSandboxSpec.tmpfs (emptyDir medium Memory)
                           └─► PodSandbox.start_container ──► ContainerProcess
     image refs ──► ImageStore.resolve (present) / ImageStore.pull (built-in base images,
@@ -55,6 +57,7 @@ from miniorch.sandbox.pod import (
     TmpfsMount,
     exec_in_sandbox,
 )
+from miniorch.sandbox.security import ContainerSecurity
 
 SANDBOX_ID_MAX = 15
 """Interface-name limit: the sandbox id names the host veth."""
@@ -75,6 +78,11 @@ class SandboxContainer:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def security(self) -> dict[str, Any] | None:
+        """Its restrictions in wire form, for an exec into it (sandbox.json)."""
+        return self.process.security
 
     @property
     def stdout(self) -> AsyncIterator[bytes] | None:
@@ -135,7 +143,8 @@ class SandboxHandle:
                              workdir=config.workdir or "/", rootfs=rootfs,
                              mounts=[BindMount(source=m.host_path, target=m.container_path,
                                                read_only=m.read_only, create=m.create,
-                                               within=m.within) for m in config.mounts])
+                                               within=m.within) for m in config.mounts],
+                             security=config.security or ContainerSecurity())
         try:
             process = await self.sandbox.start_container(spec)
         except (SandboxError, OSError) as exc:
@@ -144,7 +153,8 @@ class SandboxHandle:
 
     async def exec(self, container: RuntimeContainer, argv: list[str]) -> tuple[int, bytes]:
         proc = await exec_in_sandbox(self.sandbox.init_pid, argv, tty=False,
-                                     container_pid=container.pid)
+                                     container_pid=container.pid,
+                                     security=getattr(container, "security", None))
         output = bytearray()
         try:
             async def drain(stream: AsyncIterator[bytes] | None) -> None:
@@ -194,7 +204,7 @@ class SandboxRuntime:
             env[key] = value
         return ImageInfo(ref=ref, id=image.id, entrypoint=tuple(config.entrypoint or ()),
                          cmd=tuple(config.cmd or ()), env=env, workdir=config.workdir,
-                         size=int(image.size))
+                         user=config.user, size=int(image.size))
 
     def _resolve(self, ref: str) -> ImageInfo | None:
         try:

@@ -43,6 +43,7 @@ applies to children), execs the command in the child and relays its exit status.
 
 from __future__ import annotations
 
+import base64  # at the top too: apply_security runs after pivot_root
 import contextlib
 import ctypes
 import fcntl  # at the top: after pivot_root/setns(mnt) the host's stdlib is out of reach
@@ -51,6 +52,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
@@ -76,6 +78,13 @@ MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
+PR_SET_SECCOMP = 22
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SECCOMP_MODE_FILTER = 2
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
 TIOCSCTTY = 0x540E
 SYS_pivot_root = 155  # x86_64
 
@@ -225,8 +234,9 @@ _KEPT_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC
                (os.ST_RELATIME, MS_RELATIME))
 
 
-def bind_volume(root: str, spec: dict[str, Any]) -> None:
-    """Bind a volume (`source` on the host side of the pod) at `target` in `root`."""
+def bind_volume(root: str, spec: dict[str, Any], *, nodev: bool = False) -> None:
+    """Bind a volume (`source` on the host side of the pod) at `target` in `root`
+    (`nodev`: device nodes in it do not open)."""
     source = spec["source"]
     if spec.get("create"):
         _mkdirs(source, 0o777)
@@ -242,15 +252,58 @@ def bind_volume(root: str, spec: dict[str, Any]) -> None:
         _mkdirs(os.path.dirname(target))
         os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
     mount(source, target, "", MS_BIND | MS_REC)
-    if spec.get("read_only"):
+    if spec.get("read_only") or nodev:
         # A read-only bind is a remount; in a user namespace it must keep the flags the
         # source mount is locked with (nosuid, nodev, ...), or the kernel refuses it.
-        flags = MS_BIND | MS_REMOUNT | MS_RDONLY
-        fs_flags = os.statvfs(target).f_flag
-        for st_flag, ms_flag in _KEPT_FLAGS:
-            if fs_flags & st_flag:
-                flags |= ms_flag
-        mount("none", target, "", flags)
+        _remount_flags(target, (MS_RDONLY if spec.get("read_only") else 0)
+                       | (MS_NODEV if nodev else 0))
+
+
+def _is_device(path: str) -> bool:
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+
+
+def _remount_readonly(target: str) -> None:
+    _remount_flags(target, MS_RDONLY)
+
+
+def _remount_flags(target: str, extra: int) -> None:
+    """Add `extra` (MS_RDONLY, MS_NODEV) to the mount at `target`, keeping the flags it
+    is locked with."""
+    flags = MS_BIND | MS_REMOUNT | extra
+    fs_flags = os.statvfs(target).f_flag
+    for st_flag, ms_flag in _KEPT_FLAGS:
+        if fs_flags & st_flag:
+            flags |= ms_flag
+    mount("none", target, "", flags)
+
+
+def mask_paths(root: str, paths: Sequence[str]) -> None:
+    """containerd's maskedPaths: /dev/null over a file, an empty read-only tmpfs over a
+    directory; a path the kernel does not have is skipped."""
+    for path in paths:
+        target = root + path
+        if os.path.islink(target) or not os.path.exists(target):
+            continue
+        if os.path.isdir(target):
+            mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  "size=0")
+        else:
+            mount("/dev/null", target, "", MS_BIND)
+
+
+def readonly_paths(root: str, paths: Sequence[str]) -> None:
+    """containerd's readonlyPaths: each bound onto itself, then made read-only."""
+    for path in paths:
+        target = root + path
+        if os.path.islink(target) or not os.path.exists(target):
+            continue
+        mount(target, target, "", MS_BIND | MS_REC)
+        _remount_readonly(target)
 
 
 def mount_tmpfs(path: str, size: int | None) -> None:
@@ -261,26 +314,50 @@ def mount_tmpfs(path: str, size: int | None) -> None:
 
 
 def setup_rootfs(rootfs: dict[str, Any], etc_files: dict[str, str],
-                 mounts: Sequence[dict[str, Any]] = ()) -> None:
-    """In a fresh mount namespace: overlay, /proc, /dev, /tmp, /etc files, volumes,
-    pivot_root."""
+                 mounts: Sequence[dict[str, Any]] = (),
+                 security: dict[str, Any] | None = None) -> None:
+    """In a fresh mount namespace: overlay, /proc (masked and read-only paths), /sys,
+    /dev, /tmp, /etc files, volumes, a read-only root if asked, pivot_root."""
     unshare(CLONE_NEWNS)
     mount("none", "/", "", MS_REC | MS_PRIVATE)
     root = rootfs["merged_dir"]
     _mkdirs(root)
     opts = "lowerdir={},upperdir={},workdir={}".format(
         ":".join(rootfs["lower_dirs"]), rootfs["upper_dir"], rootfs["work_dir"])
-    mount("overlay", root, "overlay", 0, opts)
+    # nodev (unless privileged): CAP_MKNOD is in the default set, as in containerd, so a
+    # node made in the rootfs, /dev or a volume must not open (containerd's device
+    # cgroup does this; nodev does it on cgroup v1 and v2 alike).
+    nodev = 0 if (security or {}).get("privileged") or security is None else MS_NODEV
+    mount("overlay", root, "overlay", nodev, opts)
     proc = root + "/proc"
     _mkdirs(proc)
     mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    sec = security or {}
+    mask_paths(root, [p for p in sec.get("masked", ()) if p.startswith("/proc/")])
+    readonly_paths(root, sec.get("readonly", ()))
+    sys_dir = root + "/sys"
+    _mkdirs(sys_dir)
+    # /sys read-only (a privileged container's read-write), as containerd mounts it.
+    sys_flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | (0 if sec.get("privileged") else MS_RDONLY)
+    mount("sysfs", sys_dir, "sysfs", sys_flags)
+    mask_paths(root, [p for p in sec.get("masked", ()) if p.startswith("/sys/")])
     dev = root + "/dev"
     _mkdirs(dev)
-    mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k")
-    for name in ("null", "zero", "random", "urandom", "tty", "full"):
+    # The device nodes below are bind mounts of their own: nodev on the tmpfs only
+    # stops nodes made in it.
+    mount("tmpfs", dev, "tmpfs", MS_NOSUID | nodev, "mode=755,size=65536k")
+    devices = ["null", "zero", "random", "urandom", "tty", "full"]
+    if sec.get("privileged"):
+        # Every device of the host, as containerd gives a privileged container.
+        devices += sorted(e.name for e in os.scandir("/dev")
+                          if e.name not in devices and e.name not in ("ptmx", "console")
+                          and not e.is_symlink() and _is_device(e.path))
+    for name in devices:
         node = f"{dev}/{name}"
         os.close(os.open(node, os.O_CREAT | os.O_WRONLY, 0o666))
         mount(f"/dev/{name}", node, "", MS_BIND)
+    _mkdirs(dev + "/mqueue")
+    mount("mqueue", dev + "/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _mkdirs(dev + "/pts")
     mount("devpts", dev + "/pts", "devpts", MS_NOSUID | MS_NOEXEC,
           "newinstance,ptmxmode=0666,mode=0620")
@@ -290,17 +367,132 @@ def setup_rootfs(rootfs: dict[str, Any], etc_files: dict[str, str],
     for i, name in enumerate(("stdin", "stdout", "stderr")):
         os.symlink(f"/proc/self/fd/{i}", f"{dev}/{name}")
     os.symlink("/proc/self/fd", dev + "/fd")
-    tmp = root + "/tmp"
-    _mkdirs(tmp)
-    mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    if not sec.get("read_only_rootfs"):
+        # A read-only root gets no writable /tmp of ours: as in Kubernetes, a pod that
+        # needs one mounts an emptyDir there.
+        tmp = root + "/tmp"
+        _mkdirs(tmp)
+        mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     for rel, text in etc_files.items():
         _write(root + "/" + rel.lstrip("/"), text)
     for spec in mounts:  # last: a volume at /tmp or /etc/... must not be covered
-        bind_volume(root, spec)
+        bind_volume(root, spec, nodev=bool(nodev))
+    if sec.get("read_only_rootfs"):
+        # Only the root mount's own flag: /dev, /proc, volumes stay as they are.
+        mount("none", root, "", MS_BIND | MS_REMOUNT | MS_RDONLY)
     os.chdir(root)
     pivot_root(".", ".")
     umount2(".", MNT_DETACH)
     os.chdir("/")
+
+
+# --------------------------------------------------------------------------- security
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _prctl(option: int, arg: int, what: str) -> None:
+    _check(_libc.prctl(option, ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                       ctypes.c_ulong(0)), what)
+
+
+def _entries(path: str) -> list[list[str]]:
+    try:
+        with open(path) as f:
+            return [line.rstrip("\n").split(":") for line in f if line.count(":") >= 2]
+    except OSError:
+        return []
+
+
+def resolve_user(sec: Mapping[str, Any]) -> tuple[int, int, list[int], str | None]:
+    """(uid, gid, groups, home) for `sec["user"]` (`uid`, `uid:gid`, `name`,
+    `name:group`), resolved in the current root's /etc/passwd and /etc/group as runc
+    does; runAsGroup (`sec["group"]`) overrides the primary group."""
+    user, _, group = str(sec.get("user") or "").partition(":")
+    uid, gid, name, home = 0, 0, "root", None
+    passwd = _entries("/etc/passwd")
+    if user:
+        entry = next((e for e in passwd if (e[0] == user if not user.isdigit()
+                                            else e[2] == user)), None)
+        if entry is None and not user.isdigit():
+            raise OSError(f"unable to find user {user}: no matching entries in passwd file")
+        uid = int(user) if user.isdigit() else int(entry[2])  # type: ignore[index]
+        if entry is not None:
+            name, gid = entry[0], int(entry[3]) if entry[3].isdigit() else 0
+            home = entry[5] if len(entry) > 5 else None
+        else:
+            name = ""
+    elif passwd and passwd[0][0] == "root" and len(passwd[0]) > 5:
+        home = passwd[0][5]
+    groups_file = _entries("/etc/group")
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            found = next((e for e in groups_file if e[0] == group), None)
+            if found is None:
+                raise OSError(f"unable to find group {group}: no matching entries in group file")
+            gid = int(found[2])
+    if sec.get("group") is not None:
+        gid = int(sec["group"])
+    groups = [int(e[2]) for e in groups_file
+              if name and len(e) > 3 and name in e[3].split(",") and e[2].isdigit()]
+    groups += [int(g) for g in sec.get("groups", ())]
+    return uid, gid, list(dict.fromkeys(groups)), home
+
+
+def _load_seccomp(program: bytes) -> None:
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p).value)
+    _check(_libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER),
+                       ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0)), "seccomp")
+
+
+def apply_security(sec: Mapping[str, Any], env: dict[str, str]) -> None:
+    """Become the container's user with its capabilities, no_new_privs and seccomp
+    filter (see sandbox/security.py for the order and why). The last step before
+    execve: everything after it runs under the filter."""
+    uid, gid, groups, home = resolve_user(sec)
+    if home and "HOME" not in env:
+        env["HOME"] = home
+    keep = set(sec.get("caps", ()))
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last_cap = int(f.read())
+    for cap in range(last_cap + 1):
+        if cap not in keep:
+            _prctl(PR_CAPBSET_DROP, cap, "prctl(CAPBSET_DROP)")
+    program = base64.b64decode(sec["seccomp"]) if sec.get("seccomp") else None
+    nnp = bool(sec.get("no_new_privs"))
+    if program is not None and not nnp:
+        _load_seccomp(program)  # without no_new_privs this takes CAP_SYS_ADMIN: now
+    os.setgroups(groups)
+    os.setresgid(gid, gid, gid)
+    # A non-root uid loses its permitted and effective sets here (and so on execve, as
+    # in runc); root keeps exactly `keep`, nothing inheritable.
+    os.setresuid(uid, uid, uid)
+    if uid == 0:
+        mask = sum(1 << c for c in keep)
+        header = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
+        low, high = mask & 0xFFFFFFFF, mask >> 32
+        data = (_CapData * 2)(_CapData(low, low, 0), _CapData(high, high, 0))
+        _check(_libc.capset(ctypes.byref(header), data), "capset")
+    _libc.prctl(PR_CAP_AMBIENT, ctypes.c_ulong(PR_CAP_AMBIENT_CLEAR_ALL), ctypes.c_ulong(0),
+                ctypes.c_ulong(0), ctypes.c_ulong(0))
+    if nnp:
+        _prctl(PR_SET_NO_NEW_PRIVS, 1, "prctl(NO_NEW_PRIVS)")
+        if program is not None:
+            _load_seccomp(program)
 
 
 # --------------------------------------------------------------------------- containers
@@ -329,7 +521,8 @@ def start_container(req: dict[str, Any], fds: list[int]) -> int:
             os.setsid()
             join_cgroups(req["cgroup_procs"])
             if req.get("rootfs"):
-                setup_rootfs(req["rootfs"], req.get("etc_files", {}), req.get("mounts", ()))
+                setup_rootfs(req["rootfs"], req.get("etc_files", {}), req.get("mounts", ()),
+                             req.get("security"))
             for target, fd in enumerate(fds[:3]):
                 os.dup2(fd, target, inheritable=True)
             for fd in fds:
@@ -339,6 +532,8 @@ def start_container(req: dict[str, Any], fds: list[int]) -> int:
                 fcntl.ioctl(0, TIOCSCTTY, 0)  # fd 0 is a pty slave: our controlling tty
             os.chdir(req.get("workdir") or "/")
             env = req.get("env", {})
+            if req.get("security"):
+                apply_security(req["security"], env)
             os.execvpe(req["argv"][0], req["argv"], env)
         except BaseException as exc:
             try:
@@ -614,7 +809,11 @@ def run_exec(spec: dict[str, Any]) -> None:
                 os.chdir(cwd)
             except OSError:
                 os.chdir("/")
-            os.execvpe(spec["argv"][0], spec["argv"], spec["env"])
+            env = dict(spec["env"])
+            if spec.get("security"):
+                # An exec gets the container's own restrictions, as runc exec does.
+                apply_security(spec["security"], env)
+            os.execvpe(spec["argv"][0], spec["argv"], env)
         except FileNotFoundError as exc:
             os.write(2, f"exec failed: {exc.filename}: executable file not found\n".encode())
             os._exit(127)

@@ -39,15 +39,20 @@ class CleanupSummary:
     links: list[str] = field(default_factory=list)
     cgroups: list[str] = field(default_factory=list)
     mounts: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    """What could not be removed, and why (reported; cleanup never raises for it)."""
 
     @property
     def empty(self) -> bool:
         return not (self.killed_pids or self.netns or self.links or self.cgroups
-                    or self.mounts)
+                    or self.mounts or self.failed)
 
     def __str__(self) -> str:
-        parts = [f"{len(v)} {k}" for k, v in vars(self).items() if v]
-        return ", ".join(parts) or "nothing"
+        parts = [f"{len(v)} {k}" for k, v in vars(self).items() if v and k != "failed"]
+        text = ", ".join(parts) or "nothing"
+        if self.failed:
+            text += f"; could not remove: {'; '.join(self.failed)}"
+        return text
 
 
 def _shim_parent(pid: int) -> int | None:
@@ -89,21 +94,34 @@ def _cleanup(*, bridge: str, prefix: str, state_dirs: Sequence[Path]) -> Cleanup
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(victim, signal.SIGKILL)
                     summary.killed_pids.append(victim)
+    # Each removal on its own: one that fails (a busy mount, a stuck process) is
+    # reported in `failed` and the rest goes on, so `up` always starts.
     for handle in handles:
-        handle.destroy()  # waits until the killed processes are gone, then rmdir
-        summary.cgroups.append(handle.name)
-    doomed = {name for name, kind in network.list_links(prefix) if kind == "veth"}
-    doomed.update(network.bridge_ports(bridge))
-    for name in sorted(doomed):
-        if network.delete_link(name):
-            summary.links.append(name)
-    if network.delete_link(bridge):
-        summary.links.append(bridge)
+        try:
+            handle.destroy()  # waits until the killed processes are gone, then rmdir
+            summary.cgroups.append(handle.name)
+        except (OSError, TimeoutError) as exc:
+            summary.failed.append(f"cgroup {handle.name}: {exc}")
+    try:
+        doomed = {name for name, kind in network.list_links(prefix) if kind == "veth"}
+        doomed.update(network.bridge_ports(bridge))
+    except Exception as exc:
+        summary.failed.append(f"listing links: {exc}")
+        doomed = set()
+    for name in [*sorted(doomed), bridge]:
+        try:
+            if network.delete_link(name):
+                summary.links.append(name)
+        except Exception as exc:
+            summary.failed.append(f"link {name}: {exc}")
     for name in network.list_netns(prefix):
         mount_point = str(network.netns_path(name))
-        if network.delete_netns(name):
-            summary.netns.append(name)
-            summary.mounts.append(mount_point)
+        try:
+            if network.delete_netns(name):
+                summary.netns.append(name)
+                summary.mounts.append(mount_point)
+        except OSError as exc:
+            summary.failed.append(f"netns {name}: {exc}")
     # Mounts in the host namespace under the state dirs (overlays normally live only in
     # containers' private mount namespaces, so this is for older or foreign leftovers).
     for mount_point in sorted(_mounts_under(state_dirs), key=len, reverse=True):

@@ -15,7 +15,10 @@ is per *thread* — which then returns to the host namespace; a netlink socket o
 the thread sits in the pod's namespace keeps talking to that namespace afterwards.
 
 Invariants: every function is idempotent (creating what exists or deleting what is gone
-is not an error), and a failed `create_pod_network` removes what it made.
+is not an error), and a failed `create_pod_network` removes what it made. /run/netns is
+made a shared mount point before the first pin, as `ip netns` does, so another tool's
+netns work never turns our pins into undeletable copies (see ensure_shared_netns_dir);
+teardown reports a pin it cannot remove instead of failing.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ log = structlog.get_logger(__name__)
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
+MS_REC = 16384
+MS_SHARED = 1 << 20
 MNT_DETACH = 2
 IFNAMSIZ = 15
 
@@ -80,9 +85,31 @@ def _thread_in_netns(path: Path) -> Iterator[None]:
         os.close(target)
 
 
+def ensure_shared_netns_dir(directory: Path = NETNS_DIR) -> None:
+    """Make `directory` a shared mount point of its own, exactly as `ip netns add` does
+    (MS_SHARED|MS_REC; if it is no mount point yet, bind it onto itself first).
+
+    Why: a pin bound under a plain /run/netns is copied, not shared, when another tool
+    (ip netns, podman, a CNI plugin) later binds /run/netns onto itself; the copy stays
+    a mount point of the same file, so unlinking the pin fails with EBUSY for ever. With
+    the directory shared first, that tool finds a mount point and binds nothing, and a
+    tool that binds anyway makes a peer, to which our unmounts propagate."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = bytes(directory)
+    if _libc.mount(b"", target, b"none", MS_SHARED | MS_REC, None) == 0:
+        return
+    if ctypes.get_errno() != errno.EINVAL:
+        err = ctypes.get_errno()
+        raise OSError(err, f"make {directory} shared: {os.strerror(err)}")
+    for source, flags in ((target, MS_BIND | MS_REC), (b"", MS_SHARED | MS_REC)):
+        if _libc.mount(source, target, b"none", flags, None) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"make {directory} a shared mount: {os.strerror(err)}")
+
+
 def _create_netns(name: str) -> None:
     """Like `ip netns add NAME`, without the fork; the calling thread ends where it began."""
-    NETNS_DIR.mkdir(parents=True, exist_ok=True)
+    ensure_shared_netns_dir()
     path = netns_path(name)
     if path.exists() and os.path.ismount(path):
         return
@@ -108,13 +135,24 @@ def _create_netns(name: str) -> None:
 
 
 def delete_netns(name: str) -> bool:
-    """Like `ip netns del NAME`; False if there was none."""
+    """Like `ip netns del NAME`; False if there was none. Raises OSError (EBUSY) if the
+    pin cannot be removed because another mount, out of our reach, still holds it."""
     path = netns_path(name)
     if not path.exists():
         return False
-    _libc.umount2(bytes(path), MNT_DETACH)
-    with contextlib.suppress(FileNotFoundError):
+    # Lazily detach every mount stacked on the pin (a copy another tool made is one
+    # more), until the kernel says nothing is mounted there.
+    for _ in range(16):
+        if _libc.umount2(bytes(path), MNT_DETACH) != 0:
+            break
+    try:
         path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot remove {path}: {exc.strerror} (a mount made by "
+                      "another tool still holds it; the namespace itself is gone once "
+                      "unused)") from None
     return True
 
 
@@ -251,7 +289,11 @@ def _delete_pod_network(*, netns: str, host_veth: str) -> None:
         if index is not None:
             with _ignore(errno.ENODEV, errno.ENOENT):
                 ipr.link("del", index=index)
-    delete_netns(netns)
+    try:
+        delete_netns(netns)
+    except OSError as exc:
+        # Reported, not raised: a pod's teardown (and the cluster's stop) must go on.
+        log.warning("netns pin left behind", netns=netns, error=str(exc))
 
 
 async def create_pod_network(*, netns: str, host_veth: str, ip: str, prefix_len: int,

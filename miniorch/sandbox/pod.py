@@ -59,6 +59,7 @@ from miniorch.sandbox import _shim
 from miniorch.sandbox._fdstream import FdReceiveStream, FdSendStream
 from miniorch.sandbox.cgroups import CgroupHandle, Cgroups
 from miniorch.sandbox.network import create_pod_network, delete_pod_network, netns_path
+from miniorch.sandbox.security import ContainerSecurity, SecurityConfigError
 
 log = structlog.get_logger(__name__)
 
@@ -152,6 +153,10 @@ class ContainerSpec:
     """Run on a new pty (its controlling terminal): `ContainerProcess.stdout` reads and
     `.stdin` writes the pty master; stderr is merged, as on a terminal. Without a tty
     stdin is /dev/null."""
+    security: ContainerSecurity | None = None
+    """User, capabilities, seccomp, masked paths (sandbox/security.py). None: root with
+    the shim's own privileges (standalone containers of tools that ask for it; the
+    kubelet always gives one)."""
 
 
 @dataclass(frozen=True)
@@ -259,9 +264,13 @@ class ContainerProcess:
 
     def __init__(self, *, name: str, pid: int, channel: _ShimChannel, cgroup: CgroupHandle,
                  pod_cgroup: CgroupHandle, stdout: ByteReceiveStream,
-                 stderr: ByteReceiveStream, pty_master: int | None = None) -> None:
+                 stderr: ByteReceiveStream, pty_master: int | None = None,
+                 security: dict[str, Any] | None = None) -> None:
         self.name = name
         self.pid = pid
+        self.security = security
+        """The wire form of its ContainerSecurity: pass it to `exec_in_sandbox` so an
+        exec gets the container's restrictions."""
         self.stdout = stdout
         self.stderr = stderr
         self._pty_master = pty_master
@@ -567,6 +576,14 @@ class PodSandbox:
         req: dict[str, Any] = {"op": "start", "argv": list(cspec.argv), "env": env,
                                "workdir": cspec.workdir, "cgroup_procs": leaf.procs_files,
                                "tty": cspec.tty, "pdeathsig": not self.spec.init}
+        security: dict[str, Any] | None = None
+        if cspec.security is not None:
+            try:
+                # Compiling the seccomp filter takes ~20 ms the first time (then cached).
+                security = await anyio.to_thread.run_sync(cspec.security.wire)
+            except SecurityConfigError as exc:
+                raise SandboxError(f"container {cspec.name}: {exc}") from exc
+            req["security"] = security
         if cspec.rootfs is not None:
             rootfs = cspec.rootfs
             merged = rootfs.merged_dir or self.spec.state_dir / "rootfs" / cspec.name
@@ -610,7 +627,7 @@ class PodSandbox:
         proc = ContainerProcess(name=cspec.name, pid=int(reply["pid"]), channel=self._channel,
                                 cgroup=leaf, pod_cgroup=self.cgroup,
                                 stdout=FdReceiveStream(out_r), stderr=FdReceiveStream(err_r),
-                                pty_master=pty_master)
+                                pty_master=pty_master, security=security)
         self._containers[cspec.name] = proc
         return proc
 
@@ -727,9 +744,12 @@ class ExecProcess:
 async def exec_in_sandbox(init_pid: int, argv: Sequence[str], *, tty: bool,
                           env: Mapping[str, str] | None = None,
                           container_pid: int | None = None,
-                          cwd: str | None = None) -> ExecProcess:
+                          cwd: str | None = None,
+                          security: Mapping[str, Any] | None = None) -> ExecProcess:
     """Run `argv` in the namespaces and cgroup of `container_pid` (its rootfs, its
     environment by default) or, without it, of the pod's init (host filesystem).
+    `security`: the container's `ContainerProcess.security`, so the command runs as its
+    user with its capabilities and seccomp filter (as `runc exec` does).
 
     The caller must `await proc.wait()` (or `aclose()`), and read the output streams.
     """
@@ -750,7 +770,8 @@ async def exec_in_sandbox(init_pid: int, argv: Sequence[str], *, tty: bool,
     if tty:
         full_env.setdefault("TERM", "xterm")
     spec = {"parent_pid": os.getpid(), "target_pid": target, "argv": list(argv),
-            "env": full_env, "tty": tty, "cwd": cwd, "cgroup_procs": cgroup_procs}
+            "env": full_env, "tty": tty, "cwd": cwd, "cgroup_procs": cgroup_procs,
+            "security": dict(security) if security else None}
     command = shim_command(SHIM, "exec", json.dumps(spec))
     if rootless:
         # Enters the pod's user namespace first (or nothing at all in plain mode).
