@@ -10,6 +10,8 @@ DEB_PACKAGES := busybox-static iproute2 util-linux procps curl docker-registry s
 DEB_PACKAGES += chromium
 # the network bench compares the Service proxy with nginx and HAProxy over the same pods
 DEB_PACKAGES += nginx-light haproxy
+# the sandbox tests compare a pod's privileges with podman's (runc), the reference runtime
+DEB_PACKAGES += podman runc libseccomp2
 WEB    := miniorch/dashboard/web
 
 .PHONY: install up down test test-fast bench lint clean-state

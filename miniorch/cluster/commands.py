@@ -168,7 +168,7 @@ async def _serve(settings: Settings, report: Callable[[str, str], None]) -> int:
         # namespaces and processes would otherwise collide with ours. (Rootless pods
         # leave nothing: their shims die with the cluster process.)
         removed = await cleanup_leftovers(bridge=settings.network.bridge_name, prefix="mo-")
-        if removed:
+        if not removed.empty:
             report("progress", f"removed leftovers of a previous run: {removed}")
     report("progress", f"starting a {settings.nodes}-node cluster in {settings.home}")
     cluster = Cluster(settings, report=lambda line: report("progress", line), mode=mode)
