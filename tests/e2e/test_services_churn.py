@@ -307,4 +307,9 @@ def test_churn_loses_no_request(cluster: RunningCluster) -> None:
         log = file.read().decode(errors="replace")
     assert "answered 503" not in log and "answered 502" not in log
     assert total >= 20_000, f"only {total} requests: the machine is too busy to churn"
+    # Leave the walkthrough's app as later tests expect it: fresh pods, no restarts.
+    restarted = [p["metadata"]["name"] for p in cluster.get_json("pods", "-l", "run=kubia")["items"]
+                 if any(s.get("restartCount") for s in p["status"].get("containerStatuses", []))]
+    if restarted:
+        cluster.kubectl("delete", "pod", *restarted, "--wait=false")
     wait_for(lambda: len(_ready_kubia(cluster)) == 3, timeout=60, what="3 kubia pods again")

@@ -7,6 +7,7 @@ state the previous one left, as in the book.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import urllib.request
@@ -65,7 +66,9 @@ def test_k7_k17_three_pods_running_spread(cluster: RunningCluster) -> None:
                     what="3 running kubia pods")
     table = cluster.cli("get", "pods", "-o", "wide").stdout.splitlines()
     assert table[0].split()[:7] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
-    rows = [line.split() for line in table[1:] if line.startswith("kubia-")]
+    # A restarted pod's RESTARTS reads "1 (5s ago)", as kubectl prints it: one column.
+    rows = [re.sub(r"(\d+) \((\S+) ago\)", r"\1(\2-ago)", line).split()
+            for line in table[1:] if line.startswith("kubia-")]
     assert len(rows) == 3
     assert all(row[1] == "1/1" and row[2] == "Running" for row in rows)
     assert len({row[5] for row in rows}) == 3, "pod IPs must differ"
