@@ -459,6 +459,23 @@ def _load_seccomp(program: bytes) -> None:
                        ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0)), "seccomp")
 
 
+def _set_groups(groups: list[int]) -> None:
+    """Set the supplementary groups, where the user namespace allows it. A user namespace
+    made without root has `setgroups` denied (the kernel demands it before an
+    unprivileged gid_map is written), so there the process keeps the groups it has:
+    supplementary groups are not applied in that mode."""
+    try:
+        os.setgroups(groups)
+    except PermissionError:
+        try:
+            with open("/proc/self/setgroups") as f:
+                denied = f.read().strip() == "deny"
+        except OSError:
+            denied = False
+        if not denied:
+            raise
+
+
 def apply_security(sec: Mapping[str, Any], env: dict[str, str]) -> None:
     """Become the container's user with its capabilities, no_new_privs and seccomp
     filter (see sandbox/security.py for the order and why). The last step before
@@ -476,11 +493,16 @@ def apply_security(sec: Mapping[str, Any], env: dict[str, str]) -> None:
     nnp = bool(sec.get("no_new_privs"))
     if program is not None and not nnp:
         _load_seccomp(program)  # without no_new_privs this takes CAP_SYS_ADMIN: now
-    os.setgroups(groups)
-    os.setresgid(gid, gid, gid)
-    # A non-root uid loses its permitted and effective sets here (and so on execve, as
-    # in runc); root keeps exactly `keep`, nothing inheritable.
-    os.setresuid(uid, uid, uid)
+    _set_groups(groups)
+    try:
+        os.setresgid(gid, gid, gid)
+        # A non-root uid loses its permitted and effective sets here (and so on execve,
+        # as in runc); root keeps exactly `keep`, nothing inheritable.
+        os.setresuid(uid, uid, uid)
+    except OSError as exc:
+        # In a rootless user namespace only the ids of its map exist.
+        raise OSError(exc.errno, f"cannot run as uid {uid} gid {gid}: {exc.strerror}"
+                      " (without root only the mapped ids exist)") from None
     if uid == 0:
         mask = sum(1 << c for c in keep)
         header = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
