@@ -19,9 +19,11 @@ Deletion: an object with `metadata.finalizers` (or deleted with `Foreground`, wh
 adds `foregroundDeletion`) is only marked (`deletionTimestamp`) and goes when its last
 finalizer is removed; no finalizer may be added meanwhile.
 
-Writes: create = defaults → check → prepare; update = status kept (for kinds with a
-/status subresource) → defaults → prepare → check, `generation` bumped when the spec
-changes. `bind` sets a pod's node and `PodScheduled` in one store write.
+Writes: create = defaults → check → prepare → admission; update = status kept (for
+kinds with a /status subresource) → defaults → prepare → check → admission,
+`generation` bumped when the spec changes. Admission is Pod Security
+(api/podsecurity.py): it may refuse a pod (403) or warn (api/warning.py).
+`bind` sets a pod's node and `PodScheduled` in one store write.
 
 Graceful deletion of a pod bound to a node sets `deletionTimestamp` and
 `deletionGracePeriodSeconds`; the node stops the sandbox, then deletes the pod again
@@ -39,6 +41,7 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from miniorch.api import authn
 from miniorch.api.errors import (
     ApiError,
     BadRequest,
@@ -60,6 +63,7 @@ from miniorch.api.kinds import (
     Resource,
 )
 from miniorch.api.kinds import pod as pod_kind
+from miniorch.api.podsecurity import PodSecurity, PodSecurityConfig
 from miniorch.api.selectors import FieldSelector, LabelSelector
 from miniorch.api.store import Store, Watch
 from miniorch.core.clock import Clock, SystemClock, rfc3339
@@ -75,10 +79,13 @@ collector has deleted its blocking dependents."""
 
 class Registry:
     def __init__(self, store: Store, *, clock: Clock | None = None,
-                 network: NetworkSettings | None = None) -> None:
+                 network: NetworkSettings | None = None,
+                 pod_security: PodSecurityConfig | None = None) -> None:
         self.store = store
         self.clock = clock or SystemClock()
         self.network = network or NetworkSettings()
+        self.pod_security = PodSecurity(pod_security or PodSecurityConfig())
+        """Pod Security Admission (api/podsecurity.py), after validation on create/update."""
         self.kinds = KindCatalog()
         """The kinds served: the built-in ones, plus custom resources added at run time."""
         self._event_index: dict[tuple[str, str, str, str, str], tuple[str, str]] | None = None
@@ -174,6 +181,7 @@ class Registry:
         kind.check(obj, None)
         if kind.prepare is not None:
             kind.prepare(self, obj, None)
+        self._admit(resource, obj, None)
         if dry_run:
             return obj
         return self._written(resource, None, self.store.create(resource, obj))
@@ -191,6 +199,7 @@ class Registry:
             meta["namespace"] = namespace
         old = self.store.get(resource, meta.get("namespace", ""), meta.get("name", ""))
         new = self._merge_update(resource, old, obj, subresource)
+        self._admit(resource, new, old, subresource)
         if dry_run:
             return new
         return self._written(resource, old, self.store.update(resource, new, check_rv=True))
@@ -490,6 +499,14 @@ class Registry:
                 str(ev.get("reason")), str(ev.get("message")), str(ev.get("type")))
 
     # ---- helpers -----------------------------------------------------------------
+
+    def _admit(self, resource: Resource, obj: Obj, old: Obj | None,
+               subresource: str = "") -> None:
+        """Validating admission (Pod Security) of a client's create or update. In-process
+        read-modify-writes (`mutate`: status, bookkeeping) skip it, as they cannot
+        change what PodSecurity looks at in a way a client asked for."""
+        self.pod_security.validate(self.store, resource, obj, old, subresource=subresource,
+                                   username=authn.CALLER.get().username)
 
     def _check_kind(self, resource: Resource, obj: Obj) -> None:
         kind = obj.get("kind")

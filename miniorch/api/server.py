@@ -10,6 +10,7 @@ official Python client and miniorch's own CLI.
      /apis/<group>/<version>/…                  (same shape, every group served)
                                                                         │
               list/get/create/update/patch/delete/deletecollection ─► Registry ─► Store
+                (admission's warnings ─► api/warning.py ─► `Warning:` headers)
               ?watch=true ─► server_watch     pods/log ─► server_logs
               pods/exec ─► server_exec        pods/binding, pods/eviction, */scale, */status
               pods/portforward ─► server_portforward
@@ -48,7 +49,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from miniorch.api import authn, kubeconfig, satokens, tls
+from miniorch.api import authn, kubeconfig, satokens, tls, warning
 from miniorch.api.errors import (
     ApiError,
     BadRequest,
@@ -288,7 +289,9 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise Unauthorized("Unauthorized")
     # This request's own task: the reviews read it (authn.CALLER).
     authn.CALLER.set(user)
-    return await handler(request)
+    # And its warnings sink: admission (podsecurity.py) warns through it.
+    with warning.collecting():
+        return await handler(request)
 
 
 # ---- dispatch -------------------------------------------------------------------------
@@ -527,11 +530,13 @@ def _field_warnings(request: web.Request, ctx: ApiContext, resource: Resource,
 
 
 def _respond(obj: Obj, *, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    """The object, with `warnings` and those admission added (api/warning.py)."""
     response = json_response(obj, status=status)
+    warnings = [*(warnings or ()), *warning.current()]
     if warnings:
         headers: CIMultiDict[str] = CIMultiDict()
-        for warning in warnings:
-            escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
+        for message in warnings:
+            escaped = message.replace("\\", "\\\\").replace('"', '\\"')
             headers.add("Warning", f'299 - "{escaped}"')
         response.headers.extend(headers)
     return response

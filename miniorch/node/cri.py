@@ -117,6 +117,11 @@ class SandboxConfig:
     ports: tuple[int, ...] = ()
     """The pod's declared TCP containerPorts (a runtime without network isolation
     refuses a pod whose ports are taken: node/rootless.py PlainRuntime)."""
+    host_network: bool = False
+    """hostNetwork: the host's network and UTS namespaces, `ip` is the node's address
+    (runtimes without isolation are on the host's network anyway)."""
+    host_pid: bool = False
+    host_ipc: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,8 +10,8 @@
     → trimmed to resolver limits: 3 nameservers, 32 search domains / 2048 characters
       (each trim is a warning the pod worker turns into a DNSConfigForming event)
 
-ClusterFirstWithHostNet is ClusterFirst here: it only differs for hostNetwork pods,
-which miniorch does not run yet. Without cluster DNS (rootless mode: no bridge, no
+A hostNetwork pod with ClusterFirst gets Default (the host's resolvers); only
+ClusterFirstWithHostNet gives it the cluster DNS. Without cluster DNS (rootless mode: no bridge, no
 server) `cluster_dns` is None and ClusterFirst falls back to Default, as the kubelet
 does without --cluster-dns (event MissingClusterDNS).
 """
@@ -89,6 +89,8 @@ def pod_dns(pod: Obj, *, cluster_domain: str, cluster_dns: str | None,
     spec = pod.get("spec") or {}
     namespace = str((pod.get("metadata") or {}).get("namespace") or "default")
     policy = spec.get("dnsPolicy") or "ClusterFirst"
+    if policy == "ClusterFirst" and spec.get("hostNetwork") is True:
+        policy = "Default"  # the kubelet's rule: only ClusterFirstWithHostNet gets kube-dns
     warnings: list[tuple[str, str]] = []
     nameservers: list[str]
     searches: list[str]

@@ -40,6 +40,7 @@ import json
 import math
 import secrets
 import shutil
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from io import TextIOWrapper
@@ -86,6 +87,7 @@ from miniorch.node.envvars import (
     skipped_message,
 )
 from miniorch.node.events import EventSink
+from miniorch.node.hostports import forwarding, host_ports
 from miniorch.node.ipam import IpAllocator
 from miniorch.node.mailbox import Mailbox, PodUpdate
 from miniorch.node.probes import ExecFn, ProbeSpec, run_probe
@@ -273,6 +275,10 @@ class PodWorker:
                                   now=lambda: ctx.clock.now().timestamp())
         self.config.on_change(self._refresh_volumes)
 
+    @property
+    def host_network(self) -> bool:
+        return (self.pod.get("spec") or {}).get("hostNetwork") is True
+
     # ---- lifecycle ---------------------------------------------------------------
 
     async def run(self) -> None:
@@ -368,14 +374,21 @@ class PodWorker:
             return
         ipam = self.ctx.ipam
         old_ip = str(previous.get("podIP") or "")
-        if not (old_ip and ipam.reserve(self.uid, old_ip)):
+        if self.host_network:
+            self.pod_ip = self.ctx.host_ip  # the node's address, as status.podIP says
+        elif not (old_ip and ipam.reserve(self.uid, old_ip)):
             self.pod_ip = ipam.allocate(self.uid)
         else:
             self.pod_ip = old_ip
         self._sync_status()
         containers = pod.get("spec", {}).get("containers") or []
         await self._setup_volumes()
-        async with anyio.create_task_group() as tg:
+        ports, problems = host_ports(pod, self.ctx.host_ip)
+        for message in problems:
+            self._event("Warning", "HostPortUnsupported", message)
+        async with (forwarding(ports, lambda: self.pod_ip,
+                               on_error=lambda m: self._event("Warning", "FailedHostPort", m)),
+                    anyio.create_task_group() as tg):
             # First come, first served: a burst of pods goes through the start path a
             # few at a time, so the first pods run early instead of all of them late in
             # lock-step. The slot is held until every container's first start attempt.
@@ -458,9 +471,12 @@ class PodWorker:
                                          dns_settings.service_ip))
         for reason, message in dns.warnings:
             self._event("Warning", reason, message)
+        spec = self.pod.get("spec") or {}
         config = SandboxConfig(
             pod_uid=self.uid, namespace=self.namespace, name=self.name,
-            hostname=pod_hostname(self.pod), ip=self.pod_ip,
+            hostname=socket.gethostname() if self.host_network else pod_hostname(self.pod),
+            ip=self.pod_ip, host_network=self.host_network,
+            host_pid=spec.get("hostPID") is True, host_ipc=spec.get("hostIPC") is True,
             prefix_len=self.ctx.prefix_len, gateway=self.ctx.gateway,
             bridge=self.ctx.settings.network.bridge_name, cpu_millis=cpu,
             memory_bytes=memory, pids_max=self.ctx.config.default_pids_max,

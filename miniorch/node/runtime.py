@@ -251,7 +251,9 @@ class SandboxRuntime:
             cpu_millis=config.cpu_millis, memory_bytes=config.memory_bytes,
             pids_max=config.pids_max, tmpfs=tmpfs_mounts(config),
             resolv_conf=(DEFAULT_RESOLV_CONF if config.resolv_conf is None
-                         else config.resolv_conf))
+                         else config.resolv_conf),
+            host_network=config.host_network, host_pid=config.host_pid,
+            host_ipc=config.host_ipc)
         try:
             sandbox = await PodSandbox.create(spec, cgroups=self.cgroups,
                                               spawner=self.spawner)

@@ -12,7 +12,9 @@ Mode ``pod`` (one per pod sandbox)::
                                                                    ├─fork─► container A
                                                                    └─fork─► container B
 
-The shim joins the pod's named netns and unshares PID/UTS/IPC/mount namespaces. Its own
+The shim joins the pod's named netns and unshares PID/UTS/IPC/mount namespaces (the
+host's network+UTS, PID or IPC namespace stay shared for hostNetwork, hostPID, hostIPC;
+with hostPID the init is no PID 1 and signals the pod's cgroups, never pid -1). Its own
 PID namespace stays the host's, but every child it forks lands in the new one: the first
 child is the pod's PID 1 (the init: reaps orphans, forwards SIGTERM to everything in the
 pod), later children are containers. Without an init (``"init": false``, standalone
@@ -81,6 +83,7 @@ PR_SET_NAME = 15
 PR_SET_SECCOMP = 22
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 SECCOMP_MODE_FILTER = 2
@@ -148,12 +151,29 @@ def exit_status_of(status: int) -> dict[str, int | None]:
 # --------------------------------------------------------------------------- pod init
 
 
-def run_init(alive_fd: int, cgroup_procs: list[str]) -> None:
+def pod_members(cgroup_dirs: Sequence[str]) -> set[int]:
+    """Every pid in the pod's cgroups (all their descendants' cgroup.procs)."""
+    pids: set[int] = set()
+    for top in cgroup_dirs:
+        for parent, _dirs, files in os.walk(top):
+            if "cgroup.procs" in files:
+                with (contextlib.suppress(OSError, ValueError),
+                      open(os.path.join(parent, "cgroup.procs")) as f):
+                    pids.update(int(line) for line in f if line.strip())
+    return pids
+
+
+def run_init(alive_fd: int, cgroup_procs: list[str], *,
+             pod_cgroups: list[str] | None = None) -> None:
     """PID 1 of the pod: reap every orphan, forward SIGTERM/SIGINT to the whole pod.
 
     `alive_fd` is the read end of a pipe only the shim holds open: EOF on it means the
     shim died before PR_SET_PDEATHSIG took effect (getppid() cannot tell: the parent is
     outside our PID namespace, so it reads 0 either way).
+
+    With `pod_cgroups` (hostPID) there is no pod PID namespace: kill(-1) would signal
+    every process of the host, so the pod is what its cgroups hold instead, and the
+    host's /proc stays (a new one would show the same host PID namespace).
     """
     set_pdeathsig(signal.SIGKILL)
     readable, _, _ = select.select([alive_fd], [], [], 0)
@@ -162,9 +182,10 @@ def run_init(alive_fd: int, cgroup_procs: list[str]) -> None:
     os.close(alive_fd)
     set_comm("pod-init")
     join_cgroups(cgroup_procs)
-    # A /proc of the pod's PID namespace for the pod's (shared) mount namespace, so
-    # `ps` run without a rootfs only sees the pod.
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if pod_cgroups is None:
+        # A /proc of the pod's PID namespace for the pod's (shared) mount namespace, so
+        # `ps` run without a rootfs only sees the pod.
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     os.closerange(0, 3)
     fd = os.open(os.devnull, os.O_RDWR)
     for target in (0, 1, 2):
@@ -175,9 +196,14 @@ def run_init(alive_fd: int, cgroup_procs: list[str]) -> None:
     while True:
         sig = signal.sigwait(wanted)
         if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            # PID 1 sending to -1 reaches every process of its namespace but itself.
-            with contextlib.suppress(OSError):
-                os.kill(-1, sig)
+            # PID 1 sending to -1 reaches every process of its namespace but itself;
+            # without a namespace of our own, the pod's cgroups say who is the pod.
+            # (The pid check guards the host: -1 only ever from a namespace's PID 1.)
+            targets = ([-1] if pod_cgroups is None and os.getpid() == 1
+                       else sorted(pod_members(pod_cgroups or []) - {os.getpid()}))
+            for target in targets:
+                with contextlib.suppress(OSError):
+                    os.kill(target, sig)
         while True:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -612,9 +638,11 @@ def begin_pod(parent_pid: int) -> tuple[socket.socket, dict[str, Any], int]:
 
 
 def fork_init(ctl: socket.socket, cgroup_procs: list[str], *,
-              close: Sequence[socket.socket] = ()) -> int:
-    """Fork the pod's init (PID 1 of the new PID namespace); the child closes `ctl` and
-    `close`. Returns its pid."""
+              close: Sequence[socket.socket] = (),
+              pod_cgroups: list[str] | None = None) -> int:
+    """Fork the pod's init (PID 1 of the new PID namespace; with `pod_cgroups`, hostPID:
+    an ordinary process of the host's); the child closes `ctl` and `close`. Returns
+    its pid."""
     alive_r, alive_w = os.pipe2(os.O_CLOEXEC)
     init_pid = os.fork()
     if init_pid == 0:
@@ -624,7 +652,7 @@ def fork_init(ctl: socket.socket, cgroup_procs: list[str], *,
             for sock in close:
                 sock.close()
             os.close(alive_w)
-            run_init(alive_r, cgroup_procs)
+            run_init(alive_r, cgroup_procs, pod_cgroups=pod_cgroups)
         finally:
             os._exit(1)
     os.close(alive_r)
@@ -711,12 +739,25 @@ def end_pod(init_pid: int | None, running: bool) -> None:
 def run_pod(parent_pid: int) -> None:
     ctl, config, wake_r = begin_pod(parent_pid)
     try:
-        nsfd = os.open(config["netns_path"], os.O_RDONLY | os.O_CLOEXEC)
-        setns(nsfd, CLONE_NEWNET)
-        os.close(nsfd)
-        unshare(CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNS)
+        host_pid = bool(config.get("host_pid"))
+        flags = CLONE_NEWNS
+        if config.get("netns_path"):
+            nsfd = os.open(config["netns_path"], os.O_RDONLY | os.O_CLOEXEC)
+            setns(nsfd, CLONE_NEWNET)
+            os.close(nsfd)
+            flags |= CLONE_NEWUTS  # a hostNetwork pod keeps the host's UTS too, as runc
+        if not host_pid:
+            flags |= CLONE_NEWPID
+        else:
+            # Containers' orphans come back to us (reaped by serve_pod), not to the host's
+            # init: there is no pod PID 1 to take them.
+            _prctl(PR_SET_CHILD_SUBREAPER, 1, "PR_SET_CHILD_SUBREAPER")
+        if not config.get("host_ipc"):
+            flags |= CLONE_NEWIPC
+        unshare(flags)
         mount("none", "/", "", MS_REC | MS_PRIVATE)
-        socket.sethostname(config["hostname"])
+        if flags & CLONE_NEWUTS:
+            socket.sethostname(config["hostname"])
         # Containers without a rootfs see the host's files, but the pod's own /etc/hosts,
         # hostname and resolv.conf (the host's DNS server is unreachable from a pod).
         for target, source in config.get("etc_binds", {}).items():
@@ -726,7 +767,8 @@ def run_pod(parent_pid: int) -> None:
             mount_tmpfs(tmpfs["path"], tmpfs.get("size"))
         init_pid: int | None = None
         if config.get("init", True):
-            init_pid = fork_init(ctl, config["init_cgroup_procs"])
+            init_pid = fork_init(ctl, config["init_cgroup_procs"],
+                                 pod_cgroups=config.get("pod_cgroup_dirs") if host_pid else None)
     except Exception as exc:
         fail_pod(ctl, exc)
     end_pod(init_pid, serve_pod(ctl, wake_r, init_pid))

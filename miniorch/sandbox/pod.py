@@ -126,6 +126,14 @@ class PodSandboxSpec:
     `dnsPolicy: ClusterFirst`). The default is for sandboxes no DNS server reaches:
     a loopback nameserver fails fast where the host's would hang until its timeout."""
     tmpfs: Sequence[TmpfsMount] = ()
+    host_network: bool = False
+    """Share the host's network and UTS namespaces (hostNetwork): no netns, no veth,
+    `ip` is the node's address and the hostname the machine's."""
+    host_pid: bool = False
+    """Share the host's PID namespace (hostPID): the init is not PID 1, so it forwards
+    signals to the pod's cgroup, never to pid -1 (the whole host)."""
+    host_ipc: bool = False
+    """Share the host's IPC namespace (hostIPC)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -428,7 +436,8 @@ class PodSandbox:
 
     @property
     def netns(self) -> str:
-        return self.spec.id
+        """The pod's named netns ("" for a hostNetwork pod: it has none)."""
+        return "" if self.spec.host_network else self.spec.id
 
     @property
     def host_veth(self) -> str:
@@ -529,12 +538,15 @@ class PodSandbox:
                                           memory_bytes=spec.memory_bytes,
                                           pids_max=spec.pids_max)
         init_cgroup = pod_cgroup.child("init") if spec.init else None
-        await create_pod_network(netns=self.netns, host_veth=self.host_veth, ip=spec.ip,
-                                 prefix_len=spec.prefix_len, gateway=spec.gateway,
-                                 bridge=spec.bridge)
+        if not spec.host_network:
+            await create_pod_network(netns=self.netns, host_veth=self.host_veth, ip=spec.ip,
+                                     prefix_len=spec.prefix_len, gateway=spec.gateway,
+                                     bridge=spec.bridge)
         await self._configure_shim({
-            "netns_path": str(netns_path(self.netns)), "hostname": spec.hostname,
+            "netns_path": None if spec.host_network else str(netns_path(self.netns)),
+            "hostname": spec.hostname, "host_pid": spec.host_pid, "host_ipc": spec.host_ipc,
             "init_cgroup_procs": init_cgroup.procs_files if init_cgroup else [],
+            "pod_cgroup_dirs": [str(d) for d in pod_cgroup.dirs],
             "etc_binds": self._write_etc_binds(), "init": spec.init,
             "tmpfs": self._tmpfs_config()})
 
@@ -547,6 +559,12 @@ class PodSandbox:
 
     def _etc_files(self) -> dict[str, str]:
         spec = self.spec
+        if spec.host_network:
+            # As the kubelet does for hostNetwork pods: the node's own hosts file.
+            with contextlib.suppress(OSError):
+                return {"/etc/hostname": f"{spec.hostname}\n",
+                        "/etc/hosts": Path("/etc/hosts").read_text(),
+                        "/etc/resolv.conf": spec.resolv_conf}
         return {
             "/etc/hostname": f"{spec.hostname}\n",
             "/etc/hosts": (f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n"
@@ -575,7 +593,9 @@ class PodSandbox:
         env.setdefault("HOSTNAME", self.spec.hostname)
         req: dict[str, Any] = {"op": "start", "argv": list(cspec.argv), "env": env,
                                "workdir": cspec.workdir, "cgroup_procs": leaf.procs_files,
-                               "tty": cspec.tty, "pdeathsig": not self.spec.init}
+                               "tty": cspec.tty,
+                               # No PID namespace to take them down with the shim.
+                               "pdeathsig": not self.spec.init or self.spec.host_pid}
         security: dict[str, Any] | None = None
         if cspec.security is not None:
             try:
@@ -637,7 +657,8 @@ class PodSandbox:
         with anyio.CancelScope(shield=True):
             await self._end_shim(grace_seconds)
             await anyio.to_thread.run_sync(self.cgroup.destroy)
-            await delete_pod_network(netns=self.netns, host_veth=self.host_veth)
+            if not self.spec.host_network:
+                await delete_pod_network(netns=self.netns, host_veth=self.host_veth)
             self._destroyed = True
 
 

@@ -34,8 +34,10 @@ def test_cluster_first_is_the_default() -> None:
                 "options ndots:5\n")
     assert resolv(pod()) == expected
     assert resolv(pod(dnsPolicy="ClusterFirst")) == expected
-    # Only hostNetwork pods tell the two apart, and miniorch has none yet.
     assert resolv(pod(dnsPolicy="ClusterFirstWithHostNet")) == expected
+    # Only hostNetwork pods tell the two apart: ClusterFirst gives them the host's.
+    assert resolv(pod(dnsPolicy="ClusterFirstWithHostNet", hostNetwork=True)) == expected
+    assert resolv(pod(hostNetwork=True)) == resolv(pod(dnsPolicy="Default"))
     # Without host search domains, exactly Kubernetes' three.
     assert resolv(pod("default"), ResolvConf(("192.0.2.53",))) == (
         "search default.svc.cluster.local svc.cluster.local cluster.local\n"

@@ -45,6 +45,8 @@ def pod_manifest(name: str, *, command: list[str], container_sc: dict[str, objec
 @pytest.fixture(scope="module")
 def ns(cluster: RunningCluster) -> Iterator[RunningCluster]:
     cluster.kubectl("create", "namespace", NS)
+    # The privileged pod needs a namespace that opts out of the default baseline.
+    cluster.kubectl("label", "namespace", NS, "pod-security.kubernetes.io/enforce=privileged")
     try:
         yield cluster
     finally:
