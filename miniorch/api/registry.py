@@ -63,6 +63,7 @@ from miniorch.api.kinds import pod as pod_kind
 from miniorch.api.selectors import FieldSelector, LabelSelector
 from miniorch.api.store import Store, Watch
 from miniorch.core.clock import Clock, SystemClock, rfc3339
+from miniorch.core.metrics import ControlPlaneMetrics
 from miniorch.core.objects import Obj, random_suffix
 from miniorch.core.settings import NetworkSettings
 
@@ -75,8 +76,12 @@ collector has deleted its blocking dependents."""
 
 class Registry:
     def __init__(self, store: Store, *, clock: Clock | None = None,
-                 network: NetworkSettings | None = None) -> None:
+                 network: NetworkSettings | None = None,
+                 metrics: ControlPlaneMetrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics or ControlPlaneMetrics()
+        """The control plane's Prometheus figures (core/metrics.py): every actor gets
+        the registry, so this is where each finds the one instance (GET /metrics)."""
         self.clock = clock or SystemClock()
         self.network = network or NetworkSettings()
         self.kinds = KindCatalog()
