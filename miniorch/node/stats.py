@@ -13,6 +13,9 @@
 Every node of a miniorch cluster is the same machine, so each reports the machine's own
 figures, as each node's capacity is the machine's (nodeinfo.py).
 
+`PodStartTimer` times a pod's start on this node (sandbox → running → ready) for the
+control plane's /metrics.
+
 Invariants: reading never blocks the event loop (sysfs and /proc reads run in a thread
 over a snapshot taken on the loop); a container that exits between the snapshot and the
 read is left out of that scrape, never reported as zero.
@@ -21,6 +24,7 @@ read is left out of that scrape, never reported as zero.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
@@ -28,6 +32,8 @@ import anyio.to_thread
 import psutil
 
 from miniorch.api.metrics_api import ContainerSample, NodeScrape, PodSample
+from miniorch.core.metrics import ControlPlaneMetrics
+from miniorch.core.objects import Obj
 from miniorch.sandbox.cgroups import CgroupHandle
 
 _BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq", "steal")
@@ -100,3 +106,41 @@ def read_node(node: str, at: float, targets: Iterable[PodTargets],
 
 async def scrape_node(node: str, at: float, targets: list[PodTargets]) -> NodeScrape:
     return await anyio.to_thread.run_sync(read_node, node, at, targets)
+
+
+class PodStartTimer:
+    """One pod's start, step by step, into miniorch_pod_start_phase_duration_seconds
+    (and the kubelet's kubelet_pod_start_duration_seconds: seen → running).
+
+    The kubelet's first sight of a pod is when the scheduler bound it (the scheduler
+    times `scheduled` itself); each later step is timed from the one before, once per
+    pod worker: a container restart is not a pod start.
+    """
+
+    def __init__(self, metrics: ControlPlaneMetrics) -> None:
+        self._metrics = metrics
+        self._seen = self._last = time.perf_counter()
+        self._done: set[str] = set()
+
+    def mark(self, phase: str) -> None:
+        if phase in self._done:
+            return
+        self._done.add(phase)
+        now = time.perf_counter()
+        self._metrics.pod_phase.labels(phase).observe(now - self._last)
+        self._last = now
+        if phase == "running":
+            self._metrics.pod_start.observe(now - self._seen)
+
+    def follow(self, status: Obj) -> None:
+        """Mark `running` and `ready` from the status the worker is about to write."""
+        if "ready" in self._done:
+            return
+        containers = status.get("containerStatuses") or []
+        if "running" not in self._done and containers and all(
+                "running" in (c.get("state") or {}) for c in containers):
+            self.mark("running")
+        if "running" in self._done and any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in status.get("conditions") or []):
+            self.mark("ready")
