@@ -67,6 +67,7 @@ from miniorch.api.podsecurity import PodSecurity, PodSecurityConfig
 from miniorch.api.selectors import FieldSelector, LabelSelector
 from miniorch.api.store import Store, Watch
 from miniorch.core.clock import Clock, SystemClock, rfc3339
+from miniorch.core.metrics import ControlPlaneMetrics
 from miniorch.core.objects import Obj, random_suffix
 from miniorch.core.settings import NetworkSettings
 
@@ -80,8 +81,12 @@ collector has deleted its blocking dependents."""
 class Registry:
     def __init__(self, store: Store, *, clock: Clock | None = None,
                  network: NetworkSettings | None = None,
-                 pod_security: PodSecurityConfig | None = None) -> None:
+                 pod_security: PodSecurityConfig | None = None,
+                 metrics: ControlPlaneMetrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics or ControlPlaneMetrics()
+        """The control plane's Prometheus figures (core/metrics.py): every actor gets
+        the registry, so this is where each finds the one instance (GET /metrics)."""
         self.clock = clock or SystemClock()
         self.network = network or NetworkSettings()
         self.pod_security = PodSecurity(pod_security or PodSecurityConfig())

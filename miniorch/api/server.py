@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 
@@ -59,6 +60,10 @@ from miniorch.api.errors import (
     UnsupportedMediaType,
 )
 from miniorch.api.kinds import ENDPOINTS, PODS, SERVICE_ACCOUNTS, SERVICES, Kind, Resource
+from miniorch.api.metrics_api import GROUP as METRICS_GROUP
+from miniorch.api.metrics_api import VERSION as METRICS_VERSION
+from miniorch.api.metrics_api import MetricsApi, ResourceMetrics
+from miniorch.api.metrics_api import api_group as metrics_api_group
 from miniorch.api.openapi import (
     OPENAPI_V2_PROTOBUF,
     openapi_v2_document,
@@ -72,6 +77,7 @@ from miniorch.api.schema import SCALE_DEFINITION
 from miniorch.api.selectors import FieldSelector, LabelSelector
 from miniorch.api.server_common import (
     CONTEXT,
+    REQUEST_INFO,
     ApiContext,
     decode_object,
     include_object,
@@ -90,6 +96,7 @@ from miniorch.api.server_portforward import serve_portforward
 from miniorch.api.server_watch import serve_watch
 from miniorch.api.tables import to_table
 from miniorch.core.clock import Clock
+from miniorch.core.metrics import EXPOSITION_CONTENT_TYPE
 from miniorch.core.objects import Obj
 from miniorch.core.settings import Settings
 
@@ -106,14 +113,20 @@ AUTH_PROTOCOL_PREFIX = "base64url.bearer.authorization.k8s.io."
 
 def build_app(*, settings: Settings, registry: Registry, clock: Clock, token: str,
               spawn_exec: ExecSpawner | None = None,
-              tokens: satokens.ServiceAccountTokens | None = None) -> web.Application:
+              tokens: satokens.ServiceAccountTokens | None = None,
+              resource_metrics: ResourceMetrics | None = None) -> web.Application:
     """The aiohttp application (tests run it with aiohttp's TestServer). `spawn_exec`
     starts `pods/exec` processes: by default inside the pod's sandbox. `tokens` signs
-    and checks service-account tokens: by default with the key under `tls_dir`."""
+    and checks service-account tokens: by default with the key under `tls_dir`.
+    `resource_metrics`: the kubelets' readings, served as metrics.k8s.io; None: that
+    group is not served (as a cluster without metrics-server)."""
     ctx = ApiContext(settings=settings, registry=registry, clock=clock, token=token,
                      spawn_exec=spawn_exec or sandbox_spawner(settings),
-                     tokens=tokens or satokens.ServiceAccountTokens.load(settings.tls_dir))
-    app = web.Application(middlewares=[_errors_middleware, _auth_middleware],
+                     tokens=tokens or satokens.ServiceAccountTokens.load(settings.tls_dir),
+                     metrics_api=(MetricsApi(resource_metrics, registry, clock)
+                                  if resource_metrics is not None else None))
+    app = web.Application(middlewares=[_metrics_middleware, _errors_middleware,
+                                       _auth_middleware],
                           client_max_size=settings.max_request_bytes)
     app[CONTEXT] = ctx
     app.router.add_route("*", "/{tail:.*}", _dispatch)
@@ -132,11 +145,13 @@ class ApiServer:
     """
 
     def __init__(self, *, settings: Settings, registry: Registry, clock: Clock,
-                 spawn_exec: ExecSpawner | None = None, pod_gateway: str | None = None
-                 ) -> None:
+                 spawn_exec: ExecSpawner | None = None, pod_gateway: str | None = None,
+                 resource_metrics: ResourceMetrics | None = None) -> None:
         """`pod_gateway`: the bridge's host address (as root), where pods reach the API
-        through the `kubernetes` Service; None without a bridge."""
+        through the `kubernetes` Service; None without a bridge. `resource_metrics`:
+        served as metrics.k8s.io (build_app)."""
         self.settings = settings
+        self.resource_metrics = resource_metrics
         self.pod_gateway = pod_gateway
         self.registry = registry
         self.clock = clock
@@ -160,7 +175,8 @@ class ApiServer:
             tls.ensure_tls, settings.tls_dir, ips=ips))
         self.material = material
         app = build_app(settings=settings, registry=self.registry, clock=self.clock,
-                        token=material.token, spawn_exec=self.spawn_exec)
+                        token=material.token, spawn_exec=self.spawn_exec,
+                        resource_metrics=self.resource_metrics)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                                shutdown_timeout=5.0)
         await runner.setup()
@@ -248,6 +264,25 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
+async def _metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: times every request, whatever its outcome, into
+    apiserver_request_duration_seconds / apiserver_request_total (core/metrics.py)."""
+    started = time.perf_counter()
+    code = 500
+    try:
+        response = await handler(request)
+        code = response.status
+        return response
+    except web.HTTPException as exc:
+        code = exc.status
+        raise
+    finally:
+        info = request.get(REQUEST_INFO) or (request.method, "", "", "", "", "", "")
+        request.app[CONTEXT].metrics.observe_request(info, code,
+                                                     time.perf_counter() - started)
+
+
+@web.middleware
 async def _errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
@@ -317,6 +352,11 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return json_response(_version())
     if head == "openapi":
         return _openapi(request, ctx, segs[1:])
+    if head == "metrics" and len(segs) == 1:
+        if request.method != "GET":
+            raise _not_allowed()
+        return web.Response(body=ctx.metrics.exposition(),
+                            headers={"Content-Type": EXPOSITION_CONTENT_TYPE})
     kinds = ctx.registry.kinds
     if head == "api":
         if len(segs) == 1:
@@ -334,6 +374,10 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
                     return json_response({"kind": "APIGroup", "apiVersion": "v1", **g})
             raise _not_found()
         group, version, rest = segs[1], segs[2], segs[3:]
+        if group == METRICS_GROUP and version == METRICS_VERSION and ctx.metrics_api:
+            request[REQUEST_INFO] = _metrics_request_info(request, rest)
+            return json_response(ctx.metrics_api.handle(request.method, rest,
+                                                        dict(request.query)))
         if not kinds.served(group, version):
             raise _not_found()
     else:
@@ -371,6 +415,9 @@ async def _resource_request(request: web.Request, ctx: ApiContext, group: str, v
     sub = tail[1] if len(tail) > 1 else None
     method = request.method
     ns = namespace or ""
+    request[REQUEST_INFO] = _request_info(request, group, version, resource.plural,
+                                          namespace, name, sub, watch_path,
+                                          connect=sub in {c.name for c in kind.connect})
 
     if name is None:
         if method == "GET":
@@ -421,6 +468,42 @@ async def _resource_request(request: web.Request, ctx: ApiContext, group: str, v
     raise _not_found()
 
 
+_VERBS = {"POST": "CREATE", "PUT": "UPDATE", "PATCH": "PATCH", "DELETE": "DELETE"}
+
+
+def _request_info(request: web.Request, group: str, version: str, resource: str,
+                  namespace: str | None, name: str | None, sub: str | None, watch: bool,
+                  *, connect: bool) -> tuple[str, str, str, str, str, str, str]:
+    """kube-apiserver's RequestInfo, as its request metrics label it: verb (LIST,
+    WATCH, GET, CREATE, UPDATE, PATCH, APPLY, DELETE, DELETECOLLECTION, CONNECT),
+    dry_run, group, version, resource, subresource, scope (resource/namespace/cluster)."""
+    method = request.method
+    if watch or (method == "GET" and query_bool(request.query.get("watch"))):
+        verb = "WATCH"
+    elif connect and sub not in ("log", "binding", "eviction"):
+        verb = "CONNECT"  # exec, portforward: streams, as Kubernetes counts them
+    elif method == "GET":
+        verb = "GET" if name else "LIST"
+    elif method == "DELETE" and not name:
+        verb = "DELETECOLLECTION"
+    elif method == "PATCH" and request.content_type == "application/apply-patch+yaml":
+        verb = "APPLY"
+    else:
+        verb = _VERBS.get(method, method)
+    scope = "resource" if name else "namespace" if namespace else "cluster"
+    dry_run = "All" if request.query.getall("dryRun", []) else ""
+    return (verb, dry_run, group, version, resource, sub or "", scope)
+
+
+def _metrics_request_info(request: web.Request, rest: list[str]
+                          ) -> tuple[str, str, str, str, str, str, str]:
+    namespace = rest[1] if len(rest) >= 3 and rest[0] == "namespaces" else None
+    tail = rest[2:] if namespace else rest
+    return _request_info(request, METRICS_GROUP, METRICS_VERSION, tail[0] if tail else "",
+                         namespace, tail[1] if len(tail) > 1 else None, None, False,
+                         connect=False)
+
+
 # ---- discovery ------------------------------------------------------------------------
 
 def _version() -> Obj:
@@ -441,6 +524,8 @@ def _api_groups(ctx: ApiContext) -> list[Obj]:
     for name, versions in ctx.registry.kinds.group_versions().items():
         listed = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
         out.append({"name": name, "versions": listed, "preferredVersion": listed[0]})
+    if ctx.metrics_api is not None:
+        out.append(metrics_api_group())  # last, as aggregated groups are listed
     return out
 
 

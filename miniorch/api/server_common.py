@@ -28,10 +28,12 @@ from miniorch.api.errors import (
 )
 from miniorch.api.registry import Registry
 from miniorch.core.clock import Clock
+from miniorch.core.metrics import ControlPlaneMetrics
 from miniorch.core.objects import Obj
 from miniorch.core.settings import Settings
 
 if TYPE_CHECKING:
+    from miniorch.api.metrics_api import MetricsApi
     from miniorch.api.satokens import ServiceAccountTokens
     from miniorch.api.server_exec import ExecSpawner
 
@@ -46,7 +48,14 @@ class ApiContext:
     """Starts `pods/exec` processes (inside the pod's sandbox, or locally in tests)."""
     tokens: ServiceAccountTokens
     """Signs and checks service-account tokens (satokens.py)."""
+    metrics_api: MetricsApi | None = None
+    """metrics.k8s.io (metrics_api.py), when the cluster scrapes its kubelets."""
     streams: set[anyio.CancelScope] = field(default_factory=set)
+
+    @property
+    def metrics(self) -> ControlPlaneMetrics:
+        """The control plane's Prometheus figures (GET /metrics)."""
+        return self.registry.metrics
 
     @contextmanager
     def stream_scope(self) -> Iterator[anyio.CancelScope]:
@@ -64,6 +73,12 @@ class ApiContext:
 
 
 CONTEXT = web.AppKey("miniorch_api_context", ApiContext)
+
+RequestInfo = tuple[str, str, str, str, str, str, str]
+REQUEST_INFO: web.RequestKey[RequestInfo] = web.RequestKey("miniorch_request_info")
+"""Request key: (verb, dry_run, group, version, resource, subresource, scope) of a
+resource request, set by the dispatcher for the metrics middleware (kube-apiserver's
+RequestInfo)."""
 
 JSON_CT = "application/json"
 

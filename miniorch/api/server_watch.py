@@ -14,6 +14,9 @@ Invariants (kubectl-compat.md §4):
 - `resourceVersion` absent or `0`: ADDED for every current object first.
 - A resume point older than the store's history, or a watcher too slow to keep up,
   ends the stream with an ERROR event carrying a 410 `Expired` Status: clients re-list.
+- Every event written is counted (apiserver_watch_events_total), and one fanned out by
+  a write is timed from the store's write to the socket write
+  (miniorch_apiserver_watch_delivery_seconds).
 - `timeoutSeconds` ends the stream cleanly; so does server shutdown (the stream's
   cancel scope is registered with the context) and a client that went away.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 
@@ -85,9 +89,12 @@ async def serve_watch(request: web.Request, ctx: ApiContext, resource: Resource,
     response.enable_chunked_encoding()
     await response.prepare(request)
 
+    delivered = _Delivered(ctx, resource)
+
     async def write(batch: list[WatchEvent]) -> None:
         # Every event queued so far in one chunk: one write, not one each.
         await response.write(b"".join(_encode(ctx, resource, e, form, include) for e in batch))
+        delivered(batch)
 
     try:
         if watch is None:
@@ -108,9 +115,12 @@ async def _serve_websocket(request: web.Request, ctx: ApiContext, resource: Reso
     ws = web.WebSocketResponse(autoping=True, heartbeat=30)
     await ws.prepare(request)
 
+    delivered = _Delivered(ctx, resource)
+
     async def send(batch: list[WatchEvent]) -> None:
         for event in batch:
             await ws.send_str(_encode(ctx, resource, event, form, include).decode().rstrip("\n"))
+        delivered(batch)
 
     try:
         if watch is None:
@@ -149,6 +159,24 @@ async def _deliver(ctx: ApiContext, watch: Watch, timeout_seconds: int | None,
                     await send(batch)
             except Gone as exc:
                 await fail(exc)
+
+
+class _Delivered:
+    """Counts a stream's events (apiserver_watch_events_total) and times each live one
+    from its write in the store to its write here (the fan-out delay)."""
+
+    def __init__(self, ctx: ApiContext, resource: Resource) -> None:
+        metrics = ctx.metrics
+        self._events = metrics.watch_events.labels(resource.group, resource.version,
+                                                   resource.kind)
+        self._delay = metrics.watch_delivery.labels(resource.plural)
+
+    def __call__(self, batch: list[WatchEvent]) -> None:
+        now = time.perf_counter()
+        self._events.inc(len(batch))
+        for event in batch:
+            if event.stored:
+                self._delay.observe(now - event.stored)
 
 
 async def _send_error(ws: web.WebSocketResponse, error: Gone) -> None:

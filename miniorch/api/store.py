@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import json
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -66,6 +67,9 @@ class WatchEvent:
     type: EventType
     raw: str
     rv: int
+    stored: float = 0.0
+    """perf_counter() when the write fanned it out (0: a replay from the cache or the
+    history), so a watcher can report the fan-out delay."""
 
     @cached_property
     def object(self) -> Obj:
@@ -379,9 +383,10 @@ class Store:
         return Watch(receive, watcher, self)
 
     def _fan_out(self, change: _Change) -> None:
+        stored = time.perf_counter()
         for watcher in list(self._watchers):
             if watcher.wants(change):
-                self._offer(watcher, WatchEvent(change.type, change.raw, change.rv))
+                self._offer(watcher, WatchEvent(change.type, change.raw, change.rv, stored))
 
     def _offer(self, watcher: _Watcher, event: WatchEvent) -> None:
         try:

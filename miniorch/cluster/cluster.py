@@ -9,7 +9,8 @@ begins only when the previous is really ready (port bound, node registered):
       → SharedInformerFactory      (one list + watch per resource, for every actor below)
       → DnsServer                  (root only: UDP+TCP 53 on the gateway, kube-dns Service)
       → ControllerManager          → Kubelet node-1..N (each Node Ready)
-      → ServiceProxy               → demo: kubia image, RC and LoadBalancer Service
+      → ServiceProxy               → ResourceMetrics (scrapes every kubelet: kubectl top)
+      → demo: kubia image, RC and LoadBalancer Service
 
 Stopping is the reverse, done by cancelling the task group: the proxy closes its
 listeners, each kubelet stops its pods gracefully (pod objects stay in the store, so
@@ -29,6 +30,7 @@ import structlog
 from anyio.abc import TaskStatus
 
 from miniorch.api.kinds import ENDPOINTS, REPLICATION_CONTROLLERS, SERVICES
+from miniorch.api.metrics_api import ResourceMetrics
 from miniorch.api.registry import Registry
 from miniorch.api.server import ApiServer
 from miniorch.api.store import Store
@@ -110,6 +112,8 @@ class Cluster:
         self.report = report or (lambda line: None)
         self.times = StartupTimes()
         self.spawner: ShimSpawner | None = None
+        self.resource_metrics = ResourceMetrics(clock=self.clock,
+                                                resolution=settings.metrics_resolution)
 
     async def run(self, *, task_status: TaskStatus[str | None] = anyio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -147,8 +151,11 @@ class Cluster:
         # As root it also listens on the bridge's gateway: pods reach it there through
         # the `kubernetes` Service. Rootless has no bridge (nor ClusterIPs): pods see
         # KUBERNETES_SERVICE_HOST but cannot reach it.
+        # metrics-server's part: every kubelet is scraped (added as each starts); the API
+        # serves the readings as metrics.k8s.io, for `kubectl top`.
         api = ApiServer(settings=settings, registry=registry, clock=self.clock,
-                        pod_gateway=host_network.gateway_ip if host_network else None)
+                        pod_gateway=host_network.gateway_ip if host_network else None,
+                        resource_metrics=self.resource_metrics)
         await tg.start(api.run)
         self.report(f"API server listening at {settings.api_url} "
                     f"({self.times.mark('api'):.2f}s)")
@@ -208,6 +215,7 @@ class Cluster:
                                                      else NoLocalAddresses()),
                                     dialer=dialer, informers=informers,
                                     clock=self.clock).run)
+        await tg.start(self.resource_metrics.run)
         self.report(f"cluster Ready ({self.times.mark('ready'):.2f}s)")
 
         url: str | None = None
@@ -228,6 +236,7 @@ class Cluster:
                           settings=self.settings, clock=self.clock, runtime=runtime,
                           dialer=dialer, informers=informers)
         await tg.start(kubelet.run)
+        self.resource_metrics.add_source(kubelet)
 
     async def _deploy_demo(self, registry: Registry) -> str:
         """Create the demo's objects unless a restored store has them; wait until the

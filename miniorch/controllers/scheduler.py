@@ -33,6 +33,7 @@ Invariants:
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -332,6 +333,10 @@ class Scheduler:
         self.clock = clock or SystemClock()
         self.cache = SchedulerCache(default_max_pods=default_max_pods)
         self.unschedulable: set[ObjectKey] = set()
+        self._pending_since: dict[str, float] = {}
+        """Pod uid → perf_counter() when the scheduler first saw it pending: the
+        `scheduled` step of miniorch_pod_start_phase_duration_seconds ends at its bind."""
+        self._scheduled = registry.metrics.pod_phase.labels("scheduled")
 
     def sources(self) -> list[Source[ObjectKey]]:
         return [Source(NODES, self.map_node), Source(PODS, self.map_pod)]
@@ -351,9 +356,11 @@ class Scheduler:
         key = ObjectKey.of(pod)
         if event.type == "DELETED":
             self.unschedulable.discard(key)
+            self._pending_since.pop(str(pod["metadata"].get("uid")), None)
             freed = self.cache.remove_pod(str(key))
             return self._retry_unschedulable() if freed else []
         if (pod.get("spec") or {}).get("nodeName"):
+            self._pending_since.pop(str(pod["metadata"].get("uid")), None)
             self.unschedulable.discard(key)
             self.cache.set_pod(pod)
             if phase_of(pod) in TERMINAL_PHASES:
@@ -362,7 +369,10 @@ class Scheduler:
         if key in self.unschedulable and event.old is not None and \
                 event.old.get("spec") == pod.get("spec"):
             return []  # our own status write (or a label change): nothing new to try
-        return [key] if self._wants(pod) else []
+        if not self._wants(pod):
+            return []
+        self._pending_since.setdefault(str(pod["metadata"].get("uid")), time.perf_counter())
+        return [key]
 
     @staticmethod
     def _wants(pod: Obj) -> bool:
@@ -412,6 +422,9 @@ class Scheduler:
             bound = self.registry.bind(ns, name, node, uid=str(pod["metadata"].get("uid")))
         except (NotFound, Conflict):
             return  # gone, or bound meanwhile by someone else: theirs stands
+        since = self._pending_since.pop(str(pod["metadata"].get("uid")), None)
+        if since is not None:
+            self._scheduled.observe(time.perf_counter() - since)
         # Assume the binding now, before the watch reports it: the next pod sees it.
         self.cache.set_pod(bound)
         self.registry.record_event(bound, type="Normal", reason="Scheduled",

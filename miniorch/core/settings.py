@@ -84,6 +84,9 @@ class Settings:
     """Bodies larger than this are refused with 413, as kube-apiserver does."""
     watch_history: int = 10_000
     """How many past events the store keeps for watch resume before answering 410."""
+    metrics_resolution: float = 5.0
+    """Seconds between scrapes of the kubelets' resource readings, so the window of
+    metrics.k8s.io's usage (metrics-server's --metric-resolution; 15 s there)."""
     sandbox_mode: str = "auto"
     """"auto": root sandboxes as root, else user namespaces if the kernel allows them,
     else plain processes; "userns" or "plain" force one (sandbox/mode.py)."""

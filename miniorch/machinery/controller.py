@@ -25,10 +25,14 @@ Invariants:
   own queue, so one controller's back-log or back-off never delays another's.
 - `run` reports started once every mapper has seen the cache (as ADDED events) and
   every worker runs; stopping unregisters the mappers.
+- Each reconcile is timed into controller_runtime_reconcile_time_seconds{controller}
+  and counted by result (success, error, requeue, requeue_after); the queue reports
+  client-go's workqueue_* figures under the controller's name (`registry.metrics`).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from contextlib import ExitStack
@@ -108,7 +112,14 @@ class Controller(Generic[K]):
                  rate_limiter: RateLimiter[K] | None = None,
                  informers: SharedInformerFactory | None = None) -> None:
         self.name = name
-        self.queue: WorkQueue[K] = WorkQueue(rate_limiter=rate_limiter)
+        self.queue: WorkQueue[K] = WorkQueue(rate_limiter=rate_limiter, name=name,
+                                             metrics=registry.metrics)
+        # controller-runtime's reconcile figures, bound once (core/metrics.py).
+        metrics = registry.metrics
+        self._reconcile_time = metrics.reconcile_time.labels(name)
+        self._reconcile_results = {result: metrics.reconcile_total.labels(name, result)
+                                   for result in ("success", "error", "requeue",
+                                                  "requeue_after")}
         self.sources = list(sources)
         self.reconciler = reconciler
         self.informers = informers or SharedInformerFactory(registry)
@@ -175,14 +186,20 @@ class Controller(Generic[K]):
 
     async def _process(self, key: K) -> None:
         logger = self._log.bind(key=str(key), reconcile_id=uuid.uuid4().hex[:8])
+        started = time.perf_counter()
         try:
             with anyio.fail_after(self._timeout):
                 result = await self.reconciler.reconcile(key)
         except Exception as exc:
+            self._reconcile_time.observe(time.perf_counter() - started)
+            self._reconcile_results["error"].inc()
             delay = self.queue.add_rate_limited(key)
             logger.warning("reconcile failed, requeued", error=repr(exc),
                            retry_in=round(delay, 3), exc_info=not isinstance(exc, TimeoutError))
             return
+        self._reconcile_time.observe(time.perf_counter() - started)
+        self._reconcile_results["requeue_after" if result.requeue_after is not None
+                                else "requeue" if result.requeue else "success"].inc()
         if result.requeue_after is not None:
             self.queue.forget(key)
             self.queue.add_after(key, result.requeue_after)

@@ -11,17 +11,23 @@ Invariants:
   1000 s, client-go's default item limiter) until `forget` resets it.
 - `add_after` keeps the earliest deadline per key; `run()` (one task per queue) moves
   due keys into the queue.
+- With `metrics` (a named queue), client-go's figures: workqueue_adds_total,
+  _queue_duration_seconds (add → get), _work_duration_seconds (get → done),
+  _retries_total, and workqueue_depth, read from `len()` when scraped.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import time
 from collections import deque
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
 import anyio
+
+from miniorch.core.metrics import ControlPlaneMetrics
 
 K = TypeVar("K", bound=Hashable)
 
@@ -51,7 +57,9 @@ class WorkQueue(Generic[K]):
     """De-duplicating key queue with delayed and rate-limited adds (client-go's
     workqueue). `run()` drives the delayed adds; `get()`/`done()` bracket a reconcile."""
 
-    def __init__(self, *, rate_limiter: RateLimiter[K] | None = None) -> None:
+    def __init__(self, *, rate_limiter: RateLimiter[K] | None = None, name: str = "",
+                 metrics: ControlPlaneMetrics | None = None) -> None:
+        """`name` and `metrics`: report client-go's workqueue_* figures as `name`."""
         self._queue: deque[K] = deque()
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
@@ -63,6 +71,15 @@ class WorkQueue(Generic[K]):
         self._seq = itertools.count()
         self._timer_wakeup = anyio.Event()
         self._idle = anyio.Event()
+        self._metrics = None
+        if metrics is not None:
+            metrics.track_queue(name, self)
+            self._metrics = (metrics.queue_adds.labels(name),
+                             metrics.queue_duration.labels(name),
+                             metrics.work_duration.labels(name),
+                             metrics.queue_retries.labels(name))
+        self._added_at: dict[K, float] = {}
+        self._started_at: dict[K, float] = {}
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -75,6 +92,9 @@ class WorkQueue(Generic[K]):
         if key in self._dirty:
             return
         self._dirty.add(key)
+        if self._metrics is not None:
+            self._metrics[0].inc()
+            self._added_at.setdefault(key, time.perf_counter())
         if key in self._processing:
             return  # `done()` queues it again, so no two workers hold it at once
         self._queue.append(key)
@@ -94,6 +114,8 @@ class WorkQueue(Generic[K]):
 
     def add_rate_limited(self, key: K) -> float:
         delay = self._limiter.when(key)
+        if self._metrics is not None:
+            self._metrics[3].inc()
         self.add_after(key, delay)
         return delay
 
@@ -111,10 +133,20 @@ class WorkQueue(Generic[K]):
         key = self._queue.popleft()
         self._processing.add(key)
         self._dirty.discard(key)
+        if self._metrics is not None:
+            now = time.perf_counter()
+            added = self._added_at.pop(key, None)
+            if added is not None:
+                self._metrics[1].observe(now - added)
+            self._started_at[key] = now
         return key
 
     def done(self, key: K) -> None:
         self._processing.discard(key)
+        if self._metrics is not None:
+            started = self._started_at.pop(key, None)
+            if started is not None:
+                self._metrics[2].observe(time.perf_counter() - started)
         if key in self._dirty:
             self._queue.append(key)
             self._ready.set()

@@ -32,6 +32,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from miniorch.api.errors import ApiError, NotFound
 from miniorch.api.kinds import LEASES, NODES, PODS
+from miniorch.api.metrics_api import NodeScrape
 from miniorch.api.registry import Registry
 from miniorch.api.satokens import ServiceAccountTokens
 from miniorch.core.clock import Clock, rfc3339, rfc3339_micro
@@ -39,7 +40,7 @@ from miniorch.core.dialer import Dialer
 from miniorch.core.objects import NodeName, Obj, ObjectUid, uid_of
 from miniorch.core.settings import Settings
 from miniorch.machinery.informer import InformerEvent, SharedInformerFactory, Subscription
-from miniorch.node import nodeinfo
+from miniorch.node import nodeinfo, stats
 from miniorch.node.config import KubeletConfig
 from miniorch.node.cri import ContainerRuntime
 from miniorch.node.events import EventSink
@@ -119,6 +120,16 @@ class Kubelet:
             with self._follow_pods(tg):
                 task_status.started()
                 await anyio.sleep_forever()
+
+    # ---- resource readings (metrics.k8s.io) ----------------------------------------
+
+    async def scrape(self) -> NodeScrape:
+        """This node's /metrics/resource: the machine's figures and each running
+        container's (node/stats.py); ResourceMetrics calls it every resolution."""
+        targets: list[stats.PodTargets] = [
+            (w.namespace, w.name, str(w.uid), tuple(w.running.items()))
+            for w in list(self.workers.values()) if w.running]
+        return await stats.scrape_node(self.name, self.clock.now().timestamp(), targets)
 
     # ---- node object ---------------------------------------------------------------
 

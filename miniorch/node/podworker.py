@@ -92,6 +92,7 @@ from miniorch.node.ipam import IpAllocator
 from miniorch.node.mailbox import Mailbox, PodUpdate
 from miniorch.node.probes import ExecFn, ProbeSpec, run_probe
 from miniorch.node.security import SecurityContextError, apply_fs_group, container_security
+from miniorch.node.stats import PodStartTimer
 from miniorch.node.status import ContainerView, phase, pod_status
 from miniorch.node.volumes import PodVolumes, TokenError, VolumeError
 from miniorch.sandbox.security import ContainerSecurity
@@ -274,6 +275,8 @@ class PodWorker:
         self.volumes = PodVolumes(pod, self.pod_dir, self.config, tokens=self._issue_token,
                                   now=lambda: ctx.clock.now().timestamp())
         self.config.on_change(self._refresh_volumes)
+        self.start_timer = PodStartTimer(ctx.registry.metrics)
+        """Times this pod's start for /metrics (sandbox, running, ready)."""
 
     @property
     def host_network(self) -> bool:
@@ -504,6 +507,7 @@ class PodWorker:
                 await anyio.sleep(delay)
         try:
             self.sandbox_ready = True
+            self.start_timer.mark("sandbox")
             # The runtime decides where the pod answers (ProcessRuntime: a loopback alias).
             self.pod_ip = sandbox.ip
             self._write_sandbox_file()
@@ -990,6 +994,7 @@ class PodWorker:
                             now=rfc3339(self.ctx.clock.now()))
         if status == self._last_status:
             return
+        self.start_timer.follow(status)
         uid = self.uid
 
         def put(obj: Obj) -> None:

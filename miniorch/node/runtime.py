@@ -43,7 +43,7 @@ from miniorch.node.cri import (
     RuntimeFailure,
     SandboxConfig,
 )
-from miniorch.sandbox.cgroups import Cgroups
+from miniorch.sandbox.cgroups import CgroupHandle, Cgroups
 from miniorch.sandbox.pod import (
     DEFAULT_RESOLV_CONF,
     BindMount,
@@ -78,6 +78,11 @@ class SandboxContainer:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def cgroup(self) -> CgroupHandle:
+        """Its cgroup leaf: where its resource usage is read (node/stats.py)."""
+        return self.process.cgroup
 
     @property
     def security(self) -> dict[str, Any] | None:

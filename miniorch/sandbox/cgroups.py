@@ -3,7 +3,8 @@
 Layout (``miniorch`` is the parent every cgroup of ours lives under, so a crashed run's
 leftovers are easy to find)::
 
-    v1: /sys/fs/cgroup/{cpu,memory,pids}/miniorch/<pod>/<leaf>   (one dir per hierarchy)
+    v1: /sys/fs/cgroup/{cpu,memory,pids}/miniorch/<pod>/<leaf>   (one dir per hierarchy;
+        also cpuacct/… where cpuacct is not co-mounted with cpu: usage is read there)
     v2: /sys/fs/cgroup/miniorch/<pod>/<leaf>                      (one dir)
 
 The pod cgroup carries the limits; processes live only in leaves below it (``init``,
@@ -33,6 +34,9 @@ log = structlog.get_logger(__name__)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "miniorch"
 V1_CONTROLLERS = ("cpu", "memory", "pids")
+V1_ACCOUNTING = "cpuacct"
+"""v1's CPU usage counter lives in cpuacct: co-mounted with cpu on most systems (then
+the same directory), a hierarchy of its own on some, where pods get a fourth dir."""
 CPU_PERIOD_US = 100_000
 
 
@@ -69,7 +73,7 @@ class CgroupHandle:
 
     version: CgroupVersion
     dirs: tuple[Path, ...]
-    """v1: (cpu, memory, pids) dirs in that order; v2: (dir,)."""
+    """v1: (cpu, memory, pids[, cpuacct]) dirs in that order; v2: (dir,)."""
 
     @property
     def name(self) -> str:
@@ -83,6 +87,8 @@ class CgroupHandle:
     def _dir(self, controller: str) -> Path:
         if self.version is CgroupVersion.V2:
             return self.dirs[0]
+        if controller == V1_ACCOUNTING:
+            return self.dirs[3] if len(self.dirs) > 3 else self.dirs[0]
         return self.dirs[V1_CONTROLLERS.index(controller)]
 
     def child(self, name: str) -> CgroupHandle:
@@ -110,6 +116,31 @@ class CgroupHandle:
         name = "memory.current" if self.version is CgroupVersion.V2 else "memory.usage_in_bytes"
         values = _read_ints(self._dir("memory") / name)
         return values[0] if values else 0
+
+    def cpu_usage_ns(self) -> int | None:
+        """CPU time used by this cgroup's subtree since it was made, in nanoseconds
+        (a counter: usage is its rate). None if the cgroup is gone."""
+        if self.version is CgroupVersion.V2:
+            stat = _read_stat(self._dir("cpu") / "cpu.stat")
+            usec = stat.get("usage_usec")
+            return None if usec is None else usec * 1000
+        values = _read_ints(self._dir(V1_ACCOUNTING) / "cpuacct.usage")
+        return values[0] if values else None
+
+    def memory_working_set(self) -> int | None:
+        """Bytes of memory the kernel could not reclaim at once: usage minus the
+        inactive file cache (what the kubelet and metrics-server report, and what an
+        eviction or the OOM killer is judged by). None if the cgroup is gone."""
+        memory = self._dir("memory")
+        if self.version is CgroupVersion.V2:
+            usage, inactive_key = _read_ints(memory / "memory.current"), "inactive_file"
+        else:
+            usage, inactive_key = (_read_ints(memory / "memory.usage_in_bytes"),
+                                   "total_inactive_file")
+        if not usage:
+            return None
+        inactive = _read_stat(memory / "memory.stat").get(inactive_key, 0)
+        return max(0, usage[0] - inactive)
 
     def oom_kills(self) -> int:
         """How many processes the kernel OOM-killed in this cgroup's subtree (only
@@ -165,6 +196,20 @@ class CgroupHandle:
                 yield from CgroupHandle._walk(Path(entry.path))
 
 
+def _read_stat(path: Path) -> dict[str, int]:
+    """A flat-keyed cgroup file (`cpu.stat`, `memory.stat`): `key value` per line."""
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            out[key] = int(value)
+    return out
+
+
 def _oom_kill_count(path: Path) -> int:
     try:
         for line in path.read_text().splitlines():
@@ -195,11 +240,16 @@ class Cgroups:
         self.version = version
         self.root = root
         self.parent = parent
+        self.v1_hierarchies: tuple[str, ...] = V1_CONTROLLERS
+        accounting = root / V1_ACCOUNTING
+        if version is CgroupVersion.V1 and (accounting / "cgroup.procs").exists() \
+                and accounting.resolve() != (root / "cpu").resolve():
+            self.v1_hierarchies = (*V1_CONTROLLERS, V1_ACCOUNTING)
 
     def parent_dirs(self) -> tuple[Path, ...]:
         if self.version is CgroupVersion.V2:
             return (self.root / self.parent,)
-        return tuple(self.root / c / self.parent for c in V1_CONTROLLERS)
+        return tuple(self.root / c / self.parent for c in self.v1_hierarchies)
 
     def _ensure_parent(self) -> None:
         if self.version is CgroupVersion.V2:

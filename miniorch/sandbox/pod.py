@@ -666,7 +666,8 @@ class PodSandbox:
 
 
 def _cgroup_procs_of(pid: int) -> list[str]:
-    """The cgroup.procs files of the cgroups (cpu, memory, pids / unified) of `pid`."""
+    """The cgroup.procs files of the cgroups (cpu, memory, pids, and cpuacct where it is
+    not co-mounted with cpu / unified) of `pid`."""
     root = Path("/sys/fs/cgroup")
     v2 = (root / "cgroup.controllers").exists()
     out: list[str] = []
@@ -677,8 +678,8 @@ def _cgroup_procs_of(pid: int) -> list[str]:
             out.append(str(root / rel / "cgroup.procs"))
         elif not v2:
             names = controllers.split(",")
-            for wanted in ("cpu", "memory", "pids"):
-                if wanted in names:
+            for wanted in ("cpu", "memory", "pids", "cpuacct"):
+                if wanted in names and not (wanted == "cpuacct" and "cpu" in names):
                     out.append(str(root / wanted / rel / "cgroup.procs"))
     return out
 

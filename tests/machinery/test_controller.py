@@ -171,3 +171,46 @@ async def test_informer_relists_after_gone(cluster: Any, run_actors: Any,
         await rec.wait_for(lambda: informer.relists > 0 and ("ADDED", "new-9") in seen)
     assert ("DELETED", "old-0") in seen
     assert {name for kind, name in seen if kind == "ADDED"} >= {f"new-{i}" for i in range(10)}
+
+
+def _sample(cluster: Any, sample: str, **labels: str) -> float:
+    value = cluster.registry.metrics.registry.get_sample_value(sample, labels)
+    return 0.0 if value is None else float(value)
+
+
+async def test_reconciles_and_queue_are_measured(cluster: Any, run_actors: Any) -> None:
+    """controller-runtime's reconcile figures and client-go's queue figures, by name."""
+    rec = Recorder()
+    key = ObjectKey("", "default")
+    rec.failures[key] = 2
+    ctl = Controller(name="measured", registry=cluster.registry, reconciler=rec,
+                     sources=[ns_source()], workers=1)
+    async with run_actors(ctl.run):
+        await rec.wait_for(lambda: rec.successes[key] >= 1)
+        await ctl.queue.join()
+    errors = _sample(cluster, "controller_runtime_reconcile_total", controller="measured",
+                     result="error")
+    successes = _sample(cluster, "controller_runtime_reconcile_total",
+                        controller="measured", result="success")
+    assert errors == 2 and successes == sum(rec.successes.values())
+    assert _sample(cluster, "controller_runtime_reconcile_time_seconds_count",
+                   controller="measured") == errors + successes
+    assert _sample(cluster, "workqueue_retries_total", name="measured") == 2
+    adds = _sample(cluster, "workqueue_adds_total", name="measured")
+    assert adds == errors + successes  # each reconcile was one add (4 namespaces + 2 retries)
+    assert _sample(cluster, "workqueue_queue_duration_seconds_count", name="measured") == adds
+    assert _sample(cluster, "workqueue_work_duration_seconds_count", name="measured") == adds
+    assert _sample(cluster, "workqueue_depth", name="measured") == 0
+
+
+def test_queue_depth_is_read_when_scraped() -> None:
+    from miniorch.core.metrics import ControlPlaneMetrics
+    metrics = ControlPlaneMetrics()
+    queue: WorkQueue[str] = WorkQueue(name="q", metrics=metrics)
+    for key in ("a", "b", "a", "c"):
+        queue.add(key)
+    assert metrics.registry.get_sample_value("workqueue_depth", {"name": "q"}) == 3
+    assert metrics.registry.get_sample_value("workqueue_adds_total", {"name": "q"}) == 3
+    assert b'workqueue_depth{name="q"} 3.0' in metrics.exposition()
+    del queue  # a stopped controller's queue leaves the figures
+    assert metrics.registry.get_sample_value("workqueue_depth", {"name": "q"}) is None
