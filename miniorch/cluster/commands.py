@@ -61,7 +61,10 @@ def up(settings: Settings, *, detach: bool = False) -> int:
         return 1
     from miniorch.cluster.machine_lock import ClusterRunningElsewhere, MachineLock
     holder = MachineLock().holder()
-    if holder is not None:
+    # A detached child skips this early check: the lock may have been taken since its
+    # parent looked, and only the child's own acquire (below, in _up_foreground)
+    # reports that through the pipe the parent reads, instead of into the log file.
+    if holder is not None and READY_FD_ENV not in os.environ:
         print(f"error: {ClusterRunningElsewhere(holder)}", file=sys.stderr)
         return 1
     if detach:

@@ -110,21 +110,28 @@ def _cluster_leftovers() -> dict[str, list[str]]:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
     if os.geteuid() != 0:
         pytest.skip("the end-to-end suite needs root (namespaces, veths, cgroups)")
-    # One cluster per machine: if a developer's cluster runs, wait for it to stop rather
-    # than fail (CI has none).
-    wait_for(lambda: MachineLock().holder() is None, timeout=900, interval=1,
-             what="the machine's cluster slot (another miniorch cluster is running)")
-    before = _cluster_leftovers()
-    assert not before, f"a miniorch cluster is already running on this machine: {before}"
     home = tmp_path_factory.mktemp("miniorch-home")
     running = RunningCluster(home=home, api_port=free_port(), dashboard_port=free_port())
     checker = LeakChecker(mount_roots=[home])
-    checker.start()
-    # --dns-upstream none: the cluster DNS forwards no name off the machine (a pod's
-    # lookup of an outside name is SERVFAIL at once).
-    up = running.cli("up", "--detach", "--api-port", str(running.api_port),
-                     "--dashboard-port", str(running.dashboard_port), "--dns-upstream", "none",
-                     timeout=180, check=False)
+    deadline = time.monotonic() + 900
+    while True:
+        # One cluster per machine: if a developer's cluster runs, wait for it to stop
+        # rather than fail (CI has none); one that takes the slot between our look and
+        # our `up` is waited for too.
+        wait_for(lambda: MachineLock().holder() is None,
+                 timeout=max(1.0, deadline - time.monotonic()), interval=1,
+                 what="the machine's cluster slot (another miniorch cluster is running)")
+        before = _cluster_leftovers()
+        assert not before, f"a miniorch cluster is already running on this machine: {before}"
+        checker.start()
+        # --dns-upstream none: the cluster DNS forwards no name off the machine (a pod's
+        # lookup of an outside name is SERVFAIL at once).
+        up = running.cli("up", "--detach", "--api-port", str(running.api_port),
+                         "--dashboard-port", str(running.dashboard_port),
+                         "--dns-upstream", "none", timeout=180, check=False)
+        if up.returncode == 0 or "another miniorch cluster is running" not in up.stderr \
+                or time.monotonic() > deadline:
+            break
     try:
         assert up.returncode == 0, f"up --detach failed:\n{up.stdout}\n{up.stderr}"
         yield running
