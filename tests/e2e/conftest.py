@@ -153,6 +153,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster
         else:
             try:
                 assert not _cluster_leftovers(), f"down left: {_cluster_leftovers()}"
+                checker.check(timeout=5)
             finally:
                 slot.release()
-        checker.check(timeout=5)

@@ -66,6 +66,9 @@ export function pluralTitle(plural, kind) {
   const lk = kind.toLowerCase();
   let p = 0;
   while (p < lk.length && p < plural.length && lk[p] === plural[p]) p++;
+  // A plural that is not the kind's own (metrics.k8s.io serves PodMetrics as "pods"):
+  // the kind's name says what it is, and keeps it apart from core Pods.
+  if (p < lk.length - 1) return kind;
   return kind.slice(0, p) + plural.slice(p);
 }
 
