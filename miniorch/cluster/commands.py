@@ -9,6 +9,10 @@
                        one only gets its leftovers removed.
 
 Return values are process exit codes.
+
+Start-up: `up --detach` and `down` import only this module, the settings and the
+machine lock (the detached parent waits; the child imports the cluster), so psutil
+and the sandbox are imported where they are used.
 """
 
 from __future__ import annotations
@@ -40,19 +44,27 @@ def _read_pid(path: Path) -> int | None:
 
 
 def _alive(pid: int) -> bool:
-    from miniorch.cluster.cluster import pid_alive
-    return pid_alive(pid)
+    """True if `pid` runs (a zombie — killed, not yet reaped — does not): read from
+    /proc rather than importing the cluster (or psutil) to find out."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # "pid (comm) S ...": the state follows the last ")" (comm may contain spaces).
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def up(settings: Settings, *, detach: bool = False) -> int:
-    from miniorch.cluster.rootless import choose_mode
-    try:
+    if detach and settings.sandbox_mode != "auto":
         # Chosen (and printed) by the process that runs the cluster: a detached parent
-        # only checks that the forced mode, if any, is possible.
-        choose_mode(settings) if detach else None
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        # only checks that a forced mode is possible ("auto" always is, and checking
+        # would import the whole sandbox package into a process that only waits).
+        from miniorch.cluster.rootless import choose_mode
+        try:
+            choose_mode(settings)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     settings.home.mkdir(parents=True, exist_ok=True)
     pid = _read_pid(settings.pid_file)
     if pid and pid != os.getpid() and _alive(pid):

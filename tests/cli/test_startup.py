@@ -240,3 +240,29 @@ def test_http_client_retries_a_keep_alive_the_server_closed(
     finally:
         client.close()
     assert len(seen) == 2
+
+
+# -- up --detach and down: the process that only waits imports no cluster ------------
+
+
+def test_pid_liveness_reads_proc_and_counts_zombies_as_dead() -> None:
+    from miniorch.cluster.commands import _alive
+
+    assert _alive(os.getpid())
+    child = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while _alive(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)  # exited but not reaped: a zombie, which is not alive
+    assert not _alive(child.pid)
+    assert child.wait(timeout=10) == 0
+    assert not _alive(child.pid)
+
+
+def test_down_imports_no_cluster_when_none_runs(tmp_path: Path) -> None:
+    probe = ("import sys; from miniorch.cli.main import main; code = main(sys.argv[1:]); "
+             "print(sorted(m for m in ('miniorch.cluster.cluster', 'miniorch.sandbox', "
+             "'psutil', 'pyroute2') if m in sys.modules)); sys.exit(code)")
+    r = subprocess.run([sys.executable, "-c", probe, "--state-dir", str(tmp_path), "down"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"no cluster running from {tmp_path}", "[]"]
