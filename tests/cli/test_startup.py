@@ -266,3 +266,46 @@ def test_down_imports_no_cluster_when_none_runs(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [f"no cluster running from {tmp_path}", "[]"]
+
+
+# -- logging: structlog only when a line gets through ------------------------------------
+
+
+def test_lazy_logging_imports_structlog_at_the_first_line_that_passes() -> None:
+    probe = """
+import io, sys
+from miniorch.core import logging as molog
+out = io.StringIO()
+molog.configure(stream=out, level="WARNING", lazy=True)
+log = molog.get_logger("probe")
+log.info("dropped", n=1)
+log.debug("dropped too")
+print("structlog" in sys.modules)
+log.warning("kept", n=2)
+print("structlog" in sys.modules, "rich" in sys.modules,
+      any(sys.modules.get(m, 0) is None for m in ("rich", "colorama", "better_exceptions")))
+log.info("filtered by structlog now")
+print(out.getvalue().strip())
+"""
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    first, second, line = r.stdout.strip().splitlines()
+    assert first == "False"
+    assert second == "True False False"  # imported without its extras, none left hidden
+    assert "level='warning' event='kept' n=2" in line and "dropped" not in r.stdout
+
+
+def test_container_run_imports_no_structlog(tmp_path: Path) -> None:
+    """What `container run` pays for: not structlog (nothing is logged at WARNING),
+    nor the API client, aiohttp or cryptography. Runs no container: a missing image
+    fails before the sandbox, after the imports the command makes."""
+    probe = ("import sys; from miniorch.cli.main import main; code = main(sys.argv[1:]); "
+             "print(sorted(m for m in ('structlog', 'rich', 'aiohttp', 'cryptography', "
+             "'http.client', 'miniorch.api.kinds') if m in sys.modules)); sys.exit(code)")
+    r = subprocess.run([sys.executable, "-c", probe, "--state-dir", str(tmp_path),
+                        "container", "run", "--rm", "nosuchimage-for-test", "true"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, MINIORCH_OFFLINE="1"))
+    assert r.returncode == 125, r.stderr
+    assert r.stdout.splitlines()[-1] == "[]"
