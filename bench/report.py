@@ -15,7 +15,8 @@ from typing import Any
 from bench.stats import median_max
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-TOP_KEYS = ("meta", "startup", "burst", "endpoints", "memory", "proxy", "cli", "headline")
+TOP_KEYS = ("meta", "commands", "startup", "burst", "endpoints", "memory", "proxy", "cli",
+            "headline")
 
 COMPARISON = ("For comparison (not run here): minikube start ~50 s and ~2 GB, kind create "
               "cluster ~33 s, k3s ~1.6 GB.")
@@ -82,7 +83,19 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
         0.9, "x", lower_is_better=False)
     row("raw TCP stream via Service / direct (bytes)", ratios.get("tcp_stream_vs_direct"),
         0.9, "x", lower_is_better=False)
-    row("CLI get pods median", _get(results, "cli", "median"), None, "s")
+    row("CLI get pods median", _get(results, "cli", "median"), 0.06, "s")
+    row("CLI get pods / python -c pass", _get(results, "cli", "vs_python", "ratio"), None,
+        "x")
+    commands = results.get("commands") or {}
+    row("CLI version --client median", _get(commands, "version_client", "a", "median"),
+        None, "s")
+    row("CLI version --client / python -c pass",
+        _get(commands, "version_client", "ratio"), None, "x")
+    row("container run --rm busybox true median",
+        _get(commands, "container_run", "a", "median"), None, "s")
+    row("podman run --rm (runc) busybox true median",
+        _get(commands, "container_run", "b", "median"), None, "s")
+    row("container run / podman run", _get(commands, "container_run", "ratio"), 1.0, "x")
     dash = results.get("dashboard") or {}
     row("dashboard first paint of a list (cold)", dash.get("first_paint_ms"), 300, "ms")
     row("dashboard first paint of a list (warm)", dash.get("first_paint_warm_ms"), 300, "ms")

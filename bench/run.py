@@ -1,5 +1,6 @@
 """`python -m bench.run`: run every measurement, print the table, write the JSON.
 
+    commands (no cluster: version --client vs python, container run vs podman)
     startup  (its own clusters: cold, then warm x repeat, bare and demo)
     one demo cluster: memory (idle 5 s) → CLI get pods x10 → proxy (wrk)
                       → endpoint propagation x repeat → pod burst x repeat
@@ -11,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import signal
-import statistics
 import subprocess
+import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,19 +22,15 @@ from typing import Any
 from bench import burst, dashboard, memory, network, report, startup
 from bench.api import Api
 from bench.cluster import ROOT, BenchCluster, running
-from bench.stats import median_max
 
-SECTIONS = ("startup", "memory", "cli", "proxy", "endpoints", "burst", "dashboard")
+SECTIONS = ("commands", "startup", "memory", "cli", "proxy", "endpoints", "burst", "dashboard")
 
 
 def cli_get_pods(cluster: BenchCluster, *, times: int = 10) -> dict[str, Any]:
-    samples = []
-    for _ in range(times):
-        t = time.monotonic()
-        subprocess.run(cluster.command("get", "pods"), capture_output=True, check=True,
-                       cwd=ROOT)
-        samples.append(time.monotonic() - t)
-    return {**median_max(samples), "mean": round(statistics.mean(samples), 4)}
+    """`get pods` against `python -c pass` in turn: the median, and the ratio to the
+    interpreter's own start measured in the same run."""
+    result = startup.pair(cluster.command("get", "pods"), startup.python_floor(), runs=times)
+    return {**result["a"], "vs_python": result}
 
 
 def _guarded(step: Callable[[], Any]) -> Any:
@@ -57,12 +53,21 @@ def main(argv: list[str] | None = None) -> int:
     sections = set(args.only or SECTIONS)
     results: dict[str, Any] = {"meta": {"repeat": args.repeat, "pods": args.pods,
                                         "sections": sorted(sections)}}
+    # Start-up figures are of an installed CLI: its bytecode compiled, as pip leaves it
+    # (an environment with PYTHONDONTWRITEBYTECODE would otherwise recompile every run).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "miniorch")],
+                   capture_output=True, check=False)
     with tempfile.TemporaryDirectory(prefix="mo-bench-") as tmp:
         work = Path(tmp)
+        if "commands" in sections:
+            print("commands: version --client vs python, container run vs podman...",
+                  flush=True)
+            results["commands"] = _guarded(
+                lambda: startup.commands(work / "commands", runs=max(5, args.repeat * 3)))
         if "startup" in sections:
             print("startup: cold and warm `up` (bare and demo)...", flush=True)
             results["startup"] = startup.measure(work / "startup", repeat=args.repeat)
-        if sections - {"startup"}:
+        if sections - {"startup", "commands"}:
             with running(work / "main", demo=True) as cluster:
                 api = Api(cluster.kubeconfig)
                 steps: list[tuple[str, str, Callable[[], Any]]] = [

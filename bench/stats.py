@@ -29,3 +29,14 @@ def median_max(values: Sequence[float | None]) -> dict[str, float | None]:
         return {"median": None, "max": None, "n": 0}
     return {"median": round(statistics.median(present), 4), "max": round(max(present), 4),
             "n": len(present)}
+
+
+def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """Two commands timed in turn (a b a b ...): each one's median, and the median and
+    range of the pair-by-pair ratio a/b, which holds when the machine's speed drifts
+    between pairs (it is shared: absolute times are not comparable across runs)."""
+    ratios = [x / y for x, y in zip(a, b, strict=True) if y > 0]
+    return {"a": median_max(a), "b": median_max(b), "n": len(ratios),
+            "ratio": round(statistics.median(ratios), 3) if ratios else None,
+            "ratio_min": round(min(ratios), 3) if ratios else None,
+            "ratio_max": round(max(ratios), 3) if ratios else None}

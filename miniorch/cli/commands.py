@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from miniorch.api.resource import Resource
@@ -551,6 +550,10 @@ def cmd_delete(ctx: Context, a: argparse.Namespace) -> int:
         body["gracePeriodSeconds"] = grace
     failed = False
     deleted: list[tuple[Resource, str, str | None, str]] = []
+    if any(r.plural == "customresourcedefinitions" for r, _, _ in items):
+        # The kinds they serve go: the next command must not resolve them from the
+        # cache (a new kind needs no such care, a cache miss refetches).
+        ctx.discovery.refresh(force=True)
     for resource, name, namespace in items:
         path = resource.base_path(namespace if resource.namespaced else None) + f"/{name}"
         try:
@@ -871,32 +874,10 @@ def cmd_cluster_info(ctx: Context, a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_version(ctx: Context, a: argparse.Namespace) -> int:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        mine = version("miniorch")
-    except PackageNotFoundError:
-        mine = "unknown"
-    info: Obj = {"clientVersion": {"gitVersion": f"v{mine}", "platform": sys.platform}}
-    server_error: CliError | None = None
-    if not a.client:
-        try:
-            info["serverVersion"] = ctx.client.get("/version")
-        except CliError as exc:
-            server_error = exc
-    if a.output in ("json", "yaml"):
-        ctx.out(to_json(info) if a.output == "json" else to_yaml(info))
-    else:
-        ctx.out(f"Client Version: v{mine}\n")
-        if "serverVersion" in info:
-            ctx.out(f"Server Version: {info['serverVersion'].get('gitVersion', '')}\n")
-    if server_error is not None:
-        raise server_error
-    return 0
-
-
 def cmd_api_resources(ctx: Context, a: argparse.Namespace) -> int:
+    # As kubectl (`--cached=false` by default): the server's kinds now, which also
+    # renews the cache the other verbs read.
+    ctx.discovery.refresh(force=True)
     rows = ["NAME\tSHORTNAMES\tAPIVERSION\tNAMESPACED\tKIND\n"]
     for r in sorted(ctx.discovery.resources(), key=lambda r: (r.group, r.plural)):
         if a.namespaced is not None and r.namespaced != (a.namespaced == "true"):

@@ -40,8 +40,9 @@ def _engine(ctx: Context) -> ContainerEngine:
     from miniorch.containers import ContainerEngine
     from miniorch.core import logging as molog
 
-    # The library logs at info/debug for supervisors' files; a CLI user sees warnings only.
-    molog.configure(stream=sys.stderr, level="WARNING")
+    # The library logs at info/debug for supervisors' files; a CLI user sees warnings
+    # only, so structlog is imported only if one comes (lazy).
+    molog.configure(stream=sys.stderr, level="WARNING", lazy=True)
     return ContainerEngine(ctx.home)
 
 

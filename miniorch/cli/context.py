@@ -1,13 +1,19 @@
-"""What every command receives: resolved global options and a lazily built client."""
+"""What every command receives: resolved global options and a lazily built client.
+
+The client and discovery modules are imported when a command first asks for them:
+`http.client` and `ssl` are about half of a command's start-up, and `version
+--client`, `completion` or `container run` never talk to the API.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from miniorch.cli.client import Client, ClusterConfig, load_config
-from miniorch.cli.discovery import Discovery
+if TYPE_CHECKING:
+    from miniorch.cli.client import Client, ClusterConfig
+    from miniorch.cli.discovery import Discovery
 
 
 @dataclass(kw_only=True)
@@ -26,12 +32,16 @@ class Context:
     @property
     def config(self) -> ClusterConfig:
         if self._config is None:
+            from miniorch.cli.client import load_config
+
             self._config = load_config(self.kubeconfig)
         return self._config
 
     @property
     def client(self) -> Client:
         if self._client is None:
+            from miniorch.cli.client import Client
+
             self._client = Client(self.config)
         return self._client
 
@@ -39,7 +49,10 @@ class Context:
     def discovery(self) -> Discovery:
         """The server's kinds, fetched once per run as a command first needs them."""
         if self._discovery is None:
-            self._discovery = Discovery(self.client)
+            from miniorch.cli.discovery import Discovery, DiscoveryCache
+
+            self._discovery = Discovery(self.client, DiscoveryCache.for_server(
+                self.config.hostport, self.kubeconfig))
         return self._discovery
 
     @property

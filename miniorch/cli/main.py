@@ -1,6 +1,6 @@
 """`miniorch`: argparse grammar, global options and dispatch.
 
-    argv ─► build_parser() ─► Namespace ─► Context(state dir, kubeconfig, namespace)
+    argv ─► build_parser(verb_of(argv)) ─► Namespace ─► Context(state dir, kubeconfig, namespace)
          ─► handler(ctx, args) ─► exit code;  CliError ─► stderr, exit 1
 
 Global options (`--state-dir`, `--kubeconfig`, `-n`, `-A`) are accepted before or after
@@ -52,8 +52,9 @@ def _add(sub: Any, name: str, handler: Handler | None, help_text: str,
     return p
 
 
-def _lazy(module: str, function: str) -> Handler:
-    """A handler imported on use: `exec`, `completion`, `up` pull in heavier modules."""
+def _cmd(function: str, module: str = "miniorch.cli.commands") -> Handler:
+    """A handler imported when it runs: a command imports only its own module (and
+    `up`, `exec`, `container run` pull in much heavier ones than `get`)."""
 
     def handler(ctx: Context, args: argparse.Namespace) -> int:
         import importlib
@@ -65,18 +66,12 @@ def _lazy(module: str, function: str) -> Handler:
     return handler
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from miniorch.cli import commands as c
+Sub = Any
+"""argparse's subparsers action (its type is private)."""
 
-    parent = _globals_parser(suppress=True)
-    parser = argparse.ArgumentParser(
-        prog="miniorch", parents=[_globals_parser(suppress=False)],
-        description="miniorch: a small Kubernetes on one Linux machine "
-                    "(kubectl grammar; `image`/`container` for the Docker half)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    # cluster lifecycle
-    p = _add(sub, "up", _lazy("miniorch.cli.cluster_cmds", "cmd_up"),
+def _up(sub: Sub, parent: argparse.ArgumentParser) -> None:
+    p = _add(sub, "up", _cmd("cmd_up", "miniorch.cli.cluster_cmds"),
              "start a cluster (foreground unless --detach)", parent)
     p.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
     p.add_argument("--no-demo", action="store_true", help="do not deploy the kubia demo")
@@ -97,19 +92,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dns-upstream", action="append", default=None, metavar="IP[:PORT]",
                    help="where cluster DNS forwards names outside the cluster (repeatable; "
                         "default: the host's /etc/resolv.conf; `none`: nowhere, SERVFAIL)")
-    _add(sub, "down", _lazy("miniorch.cli.cluster_cmds", "cmd_down"),
+
+
+def _down(sub: Sub, parent: argparse.ArgumentParser) -> None:
+    _add(sub, "down", _cmd("cmd_down", "miniorch.cli.cluster_cmds"),
          "stop a detached cluster", parent)
-    p = _add(sub, "dashboard", _lazy("miniorch.cli.cluster_cmds", "cmd_dashboard"),
+
+
+def _dashboard(sub: Sub, parent: argparse.ArgumentParser) -> None:
+    p = _add(sub, "dashboard", _cmd("cmd_dashboard", "miniorch.cli.cluster_cmds"),
              "print (and open) a one-time login link to the dashboard", parent)
     p.add_argument("--no-browser", "--url", dest="no_browser", action="store_true",
                    help="only print the link, do not open a browser")
 
-    p = _add(sub, "cluster-info", c.cmd_cluster_info, "show the control plane's address",
-             parent)
+
+def _cluster_info(sub: Sub, parent: argparse.ArgumentParser) -> None:
+    p = _add(sub, "cluster-info", _cmd("cmd_cluster_info"),
+             "show the control plane's address", parent)
     p.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
 
-    # get
-    p = _add(sub, "get", c.cmd_get, "display one or many resources", parent)
+
+def _get(sub: Sub, parent: argparse.ArgumentParser) -> None:
+    p = _add(sub, "get", _cmd("cmd_get"), "display one or many resources", parent)
     p.add_argument("args", nargs="*", metavar="KIND [NAME...]")
     p.add_argument("-o", "--output", help="wide|json|yaml|name|jsonpath=TEMPLATE")
     p.add_argument("-w", "--watch", action="store_true", help="watch for changes")
@@ -122,13 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, default=500, help=argparse.SUPPRESS)
     _all_namespaces(p)
 
-    p = _add(sub, "describe", c.cmd_describe, "show details of resources", parent)
+
+def _describe(sub: Sub, parent: argparse.ArgumentParser) -> None:
+    p = _add(sub, "describe", _cmd("cmd_describe"), "show details of resources", parent)
     p.add_argument("args", nargs="+", metavar="KIND [NAME...]")
     p.add_argument("-l", "--selector")
     p.add_argument("--show-events", default="true", help=argparse.SUPPRESS)
     _all_namespaces(p)
 
-    p = _add(sub, "run", c.cmd_run,
+
+def _run(sub: Sub, parent: argparse.ArgumentParser) -> None:
+    p = _add(sub, "run", _cmd("cmd_run"),
              "run an image as a ReplicationController (label run=NAME)", parent)
     p.add_argument("name", metavar="NAME")
     p.add_argument("cmd", nargs="*", metavar="-- COMMAND/ARGS")
@@ -145,10 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="client: print the object without creating it")
     p.add_argument("-o", "--output")
 
-    for verb, handler, text in (("create", c.cmd_create, "create resources from files"),
-                                ("apply", c.cmd_apply,
-                                 "apply a configuration (client-side apply)")):
-        p = _add(sub, verb, handler, text, parent)
+
+def _create_or_apply(verb: str, text: str) -> Callable[[Sub, argparse.ArgumentParser], None]:
+    def add(sub: Sub, parent: argparse.ArgumentParser) -> None:
+        p = _add(sub, verb, _cmd(f"cmd_{verb}"), text, parent)
         p.add_argument("-f", "--filename", action="append", metavar="FILE|DIR|-")
         p.add_argument("-R", "--recursive", action="store_true")
         p.add_argument("-o", "--output")
@@ -159,8 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.set_defaults(args=[])
 
-    p = _add(sub, "expose", c.cmd_expose, "expose an rc, pod or service as a new Service",
-             parent)
+    return add
+
+
+def _expose(sub: Sub, parent: argparse.ArgumentParser) -> None:
+    p = _add(sub, "expose", _cmd("cmd_expose"),
+             "expose an rc, pod or service as a new Service", parent)
     p.add_argument("args", nargs="+", metavar="KIND NAME")
     p.add_argument("--type", help="ClusterIP|NodePort|LoadBalancer")
     p.add_argument("--name", dest="svc_name", help="the new service's name")
@@ -170,12 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selector")
     p.add_argument("-l", "--labels")
 
-    p = _add(sub, "scale", c.cmd_scale, "set a replication controller's replicas", parent)
+
+def _scale(sub: Sub, parent: argparse.ArgumentParser) -> None:
+    p = _add(sub, "scale", _cmd("cmd_scale"), "set a replication controller's replicas",
+             parent)
     p.add_argument("args", nargs="+", metavar="rc NAME")
     p.add_argument("--replicas", type=int, required=True)
     p.add_argument("--current-replicas", type=int)
 
-    p = _add(sub, "delete", c.cmd_delete, "delete resources", parent)
+
+def _delete(sub: Sub, parent: argparse.ArgumentParser) -> None:
+    p = _add(sub, "delete", _cmd("cmd_delete"), "delete resources", parent)
     p.add_argument("args", nargs="*", metavar="KIND [NAME...]")
     p.add_argument("-f", "--filename", action="append")
     p.add_argument("-R", "--recursive", action="store_true")
@@ -191,13 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ignore-not-found", action="store_true")
     _all_namespaces(p)
 
-    for verb, handler in (("label", c.cmd_label), ("annotate", c.cmd_annotate)):
-        p = _add(sub, verb, handler, f"update the {verb}s of resources", parent)
+
+def _label_or_annotate(verb: str) -> Callable[[Sub, argparse.ArgumentParser], None]:
+    def add(sub: Sub, parent: argparse.ArgumentParser) -> None:
+        p = _add(sub, verb, _cmd(f"cmd_{verb}"), f"update the {verb}s of resources", parent)
         p.add_argument("args", nargs="+", metavar="KIND NAME KEY=VAL|KEY-")
         p.add_argument("--overwrite", action="store_true")
         p.add_argument("--all", action="store_true")
 
-    p = _add(sub, "logs", c.cmd_logs, "print a pod's container logs", parent)
+    return add
+
+
+def _logs(sub: Sub, parent: argparse.ArgumentParser) -> None:
+    p = _add(sub, "logs", _cmd("cmd_logs"), "print a pod's container logs", parent)
     p.add_argument("pod", metavar="POD")
     p.add_argument("-c", "--container")
     p.add_argument("-f", "--follow", action="store_true")
@@ -207,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since")
     p.add_argument("--limit-bytes", type=int)
 
-    p = _add(sub, "exec", _lazy("miniorch.cli.exec_", "cmd_exec"),
+
+def _exec(sub: Sub, parent: argparse.ArgumentParser) -> None:
+    p = _add(sub, "exec", _cmd("cmd_exec", "miniorch.cli.exec_"),
              "run a command in a container", parent)
     p.add_argument("pod", metavar="POD")
     p.add_argument("cmd", nargs="*", metavar="-- COMMAND")
@@ -216,22 +241,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--tty", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
 
-    p = _add(sub, "completion", _lazy("miniorch.cli.completion", "cmd_completion"),
+
+def _completion(sub: Sub, parent: argparse.ArgumentParser) -> None:
+    p = _add(sub, "completion", _cmd("cmd_completion", "miniorch.cli.completion"),
              "print a shell completion script (bash|zsh)", parent)
     p.add_argument("shell", choices=["bash", "zsh"])
 
-    p = _add(sub, "version", c.cmd_version, "print client and server versions", parent)
+
+def _version(sub: Sub, parent: argparse.ArgumentParser) -> None:
+    p = _add(sub, "version", _cmd("cmd_version", "miniorch.cli.version"),
+             "print client and server versions", parent)
     p.add_argument("--client", action="store_true")
     p.add_argument("-o", "--output")
 
-    p = _add(sub, "api-resources", c.cmd_api_resources, "list the served resource types",
-             parent)
+
+def _api_resources(sub: Sub, parent: argparse.ArgumentParser) -> None:
+    p = _add(sub, "api-resources", _cmd("cmd_api_resources"),
+             "list the served resource types", parent)
     p.add_argument("--namespaced", choices=["true", "false"])
     p.add_argument("-o", "--output")
-
-    _image_parsers(sub, parent)
-    _container_parsers(sub, parent)
-    return parser
 
 
 def _bool_flag(text: str) -> bool:
@@ -254,29 +282,29 @@ def _image_parsers(sub: Any, parent: argparse.ArgumentParser) -> None:
     image = _add(sub, "image", None, "build and manage images (docker's half)", parent)
     isub = image.add_subparsers(dest="image_command", metavar="COMMAND")
     image.set_defaults(handler=_group_help(image))
-    p = _add(isub, "build", _lazy("miniorch.cli.image_cmds", "cmd_build"),
+    p = _add(isub, "build", _cmd("cmd_build", "miniorch.cli.image_cmds"),
              "build an image from a Dockerfile", parent)
     p.add_argument("-t", "--tag", action="append", required=True, help="NAME[:TAG]")
     p.add_argument("-f", "--file", help="Dockerfile path (default DIR/Dockerfile)")
     p.add_argument("context", metavar="DIR")
-    p = _add(isub, "ls", _lazy("miniorch.cli.image_cmds", "cmd_ls"), "list images", parent)
+    p = _add(isub, "ls", _cmd("cmd_ls", "miniorch.cli.image_cmds"), "list images", parent)
     p.add_argument("-q", "--quiet", action="store_true")
-    p = _add(isub, "tag", _lazy("miniorch.cli.image_cmds", "cmd_tag"),
+    p = _add(isub, "tag", _cmd("cmd_tag", "miniorch.cli.image_cmds"),
              "give an image another name", parent)
     p.add_argument("source")
     p.add_argument("target")
-    p = _add(isub, "rm", _lazy("miniorch.cli.image_cmds", "cmd_rm"), "remove images", parent)
+    p = _add(isub, "rm", _cmd("cmd_rm", "miniorch.cli.image_cmds"), "remove images", parent)
     p.add_argument("images", nargs="+")
     p.add_argument("-f", "--force", action="store_true")
     for name, help_text in (("push", "upload an image to a registry"),
                             ("pull", "download an image from a registry")):
-        p = _add(isub, name, _lazy("miniorch.cli.image_cmds", f"cmd_{name}"), help_text,
+        p = _add(isub, name, _cmd(f"cmd_{name}", "miniorch.cli.image_cmds"), help_text,
                  parent)
         p.add_argument("--insecure", action="store_true",
                        help="plain HTTP (loopback registries only)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
         p.add_argument("reference", metavar="NAME[:TAG]")
-    p = _add(isub, "login", _lazy("miniorch.cli.image_cmds", "cmd_login"),
+    p = _add(isub, "login", _cmd("cmd_login", "miniorch.cli.image_cmds"),
              "store credentials for a registry in $MINIORCH_HOME/auth.json", parent)
     p.add_argument("-u", "--username")
     p.add_argument("-p", "--password", help="insecure: prefer --password-stdin")
@@ -293,7 +321,7 @@ def _container_parsers(sub: Any, parent: argparse.ArgumentParser) -> None:
     csub = container.add_subparsers(dest="container_command", metavar="COMMAND")
     container.set_defaults(handler=_group_help(container))
     mod = "miniorch.cli.container_cmds"
-    p = _add(csub, "run", _lazy(mod, "cmd_run"), "run a command in a new container", parent)
+    p = _add(csub, "run", _cmd("cmd_run", mod), "run a command in a new container", parent)
     p.add_argument("--name", help="assign a name to the container")
     p.add_argument("-p", "--publish", action="append", metavar="[IP:]HOST:CONTAINER",
                    help="publish a container port on 127.0.0.1 (repeatable)")
@@ -307,32 +335,32 @@ def _container_parsers(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
     for verb in ("ls", "ps"):
-        p = _add(csub, verb, _lazy(mod, "cmd_ls"), "list containers", parent)
+        p = _add(csub, verb, _cmd("cmd_ls", mod), "list containers", parent)
         p.add_argument("-a", "--all", action="store_true",
                        help="show all containers (default shows just running)")
         p.add_argument("-q", "--quiet", action="store_true", help="only display IDs")
-    p = _add(csub, "inspect", _lazy(mod, "cmd_inspect"),
+    p = _add(csub, "inspect", _cmd("cmd_inspect", mod),
              "display detailed information on containers", parent)
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
-    p = _add(csub, "exec", _lazy(mod, "cmd_exec"), "run a command in a running container",
+    p = _add(csub, "exec", _cmd("cmd_exec", mod), "run a command in a running container",
              parent)
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
     p.add_argument("-e", "--env", action="append", metavar="KEY=VALUE")
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
-    p = _add(csub, "logs", _lazy(mod, "cmd_logs"), "fetch the logs of a container", parent)
+    p = _add(csub, "logs", _cmd("cmd_logs", mod), "fetch the logs of a container", parent)
     p.add_argument("-f", "--follow", action="store_true", help="follow log output")
     p.add_argument("container", metavar="CONTAINER")
-    p = _add(csub, "stop", _lazy(mod, "cmd_stop"), "stop running containers", parent)
+    p = _add(csub, "stop", _cmd("cmd_stop", mod), "stop running containers", parent)
     p.add_argument("-t", "--time", type=float, default=10.0,
                    help="seconds to wait after SIGTERM before SIGKILL (default 10)")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
-    p = _add(csub, "rm", _lazy(mod, "cmd_rm"), "remove containers", parent)
+    p = _add(csub, "rm", _cmd("cmd_rm", mod), "remove containers", parent)
     p.add_argument("-f", "--force", action="store_true",
                    help="force the removal of a running container (uses SIGKILL)")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
-    _add(csub, "cleanup", _lazy(mod, "cmd_cleanup"),
+    _add(csub, "cleanup", _cmd("cmd_cleanup", mod),
          "remove what killed container supervisors left (netns, veths, cgroups)", parent)
 
 
@@ -344,8 +372,53 @@ def _group_help(parser: argparse.ArgumentParser) -> Handler:
     return handler
 
 
+# Every verb's parser, in `miniorch --help` order: only the verb on the command line is
+# built (argparse spends ~0.3 ms per sub-parser, mostly in gettext lookups).
+VERBS: dict[str, Callable[[Sub, argparse.ArgumentParser], None]] = {
+    "up": _up, "down": _down, "dashboard": _dashboard, "cluster-info": _cluster_info,
+    "get": _get, "describe": _describe, "run": _run,
+    "create": _create_or_apply("create", "create resources from files"),
+    "apply": _create_or_apply("apply", "apply a configuration (client-side apply)"),
+    "expose": _expose, "scale": _scale, "delete": _delete,
+    "label": _label_or_annotate("label"), "annotate": _label_or_annotate("annotate"),
+    "logs": _logs, "exec": _exec, "completion": _completion, "version": _version,
+    "api-resources": _api_resources,
+    "image": _image_parsers, "container": _container_parsers,
+}
+_VALUED_GLOBALS = ("--state-dir", "--kubeconfig", "-n", "--namespace")
+
+
+def verb_of(argv: Sequence[str]) -> str | None:
+    """The verb in `argv` (global options may come first), or None when there is none
+    or it is unknown: then the whole grammar is built, for help or argparse's error."""
+    tokens = iter(argv)
+    for token in tokens:
+        if token in _VALUED_GLOBALS:
+            next(tokens, None)
+        elif not token.startswith("-"):
+            return token if token in VERBS else None
+        elif token in ("-h", "--help", "--"):
+            return None
+    return None
+
+
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The grammar of `verb` alone (all of it when None): `main` builds only what the
+    command line names, so a command pays for one sub-parser, not forty."""
+    parent = _globals_parser(suppress=True)
+    parser = argparse.ArgumentParser(
+        prog="miniorch", parents=[_globals_parser(suppress=False)],
+        description="miniorch: a small Kubernetes on one Linux machine "
+                    "(kubectl grammar; `image`/`container` for the Docker half)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, add in VERBS.items():
+        if verb is None or name == verb:
+            add(sub, parent)
+    return parser
+
+
 def make_context(args: argparse.Namespace, *, stdout: IO[str], stderr: IO[str]) -> Context:
-    from miniorch.core.settings import default_home
+    from miniorch.core.home import default_home
 
     state_dir = getattr(args, "state_dir", None)
     home = Path(state_dir).expanduser() if state_dir else default_home()
@@ -363,8 +436,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None,
     """Run one CLI command; returns the process exit code."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(verb_of(argv))
+    args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(err)

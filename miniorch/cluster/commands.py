@@ -2,13 +2,18 @@
 
     up (foreground) ─► pid file, leftovers of a crashed run removed, Cluster.run;
                        Ctrl-C / SIGTERM cancel it, which stops everything cleanly.
-    up --detach     ─► re-runs `up` as a session leader in the background; the child
-                       reports progress and readiness over a pipe whose fd it finds in
-                       $MINIORCH_READY_FD; the parent echoes it and returns at "ready".
+    up --detach     ─► forks the cluster process (a session leader in the background);
+                       the child reports progress and readiness over a pipe whose fd it
+                       finds in $MINIORCH_READY_FD; the parent echoes it and returns at
+                       "ready".
     down            ─► SIGTERM to the pid in the pid file, wait for it to exit; a dead
                        one only gets its leftovers removed.
 
 Return values are process exit codes.
+
+Start-up: `up --detach` and `down` import only this module, the settings and the
+machine lock (the detached parent waits; the child imports the cluster), so psutil
+and the sandbox are imported where they are used.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -40,19 +44,27 @@ def _read_pid(path: Path) -> int | None:
 
 
 def _alive(pid: int) -> bool:
-    from miniorch.cluster.cluster import pid_alive
-    return pid_alive(pid)
+    """True if `pid` runs (a zombie — killed, not yet reaped — does not): read from
+    /proc rather than importing the cluster (or psutil) to find out."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # "pid (comm) S ...": the state follows the last ")" (comm may contain spaces).
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def up(settings: Settings, *, detach: bool = False) -> int:
-    from miniorch.cluster.rootless import choose_mode
-    try:
+    if detach and settings.sandbox_mode != "auto":
         # Chosen (and printed) by the process that runs the cluster: a detached parent
-        # only checks that the forced mode, if any, is possible.
-        choose_mode(settings) if detach else None
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        # only checks that a forced mode is possible ("auto" always is, and checking
+        # would import the whole sandbox package into a process that only waits).
+        from miniorch.cluster.rootless import choose_mode
+        try:
+            choose_mode(settings)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     settings.home.mkdir(parents=True, exist_ok=True)
     pid = _read_pid(settings.pid_file)
     if pid and pid != os.getpid() and _alive(pid):
@@ -73,24 +85,16 @@ def up(settings: Settings, *, detach: bool = False) -> int:
 
 
 def _up_detached(settings: Settings) -> int:
+    """Fork the cluster process (a session leader, its output in the log file) and echo
+    its progress until it is ready. A fork, not a re-exec of `up`: the child starts
+    from this process's interpreter and imports instead of a new python's (~50 ms), and
+    gets `settings` as they are instead of through a command line."""
     read_end, write_end = os.pipe()
-    args = [sys.executable, "-m", "miniorch", "--state-dir", str(settings.home), "up",
-            "--nodes", str(settings.nodes), "--api-port", str(settings.api_port),
-            "--dashboard-port", str(settings.dashboard_port)]
-    if not settings.demo:
-        args.append("--no-demo")
-    network = settings.network
-    low, high = network.node_port_range
-    args += ["--sandbox-mode", settings.sandbox_mode, "--lb-cidr", network.loadbalancer_cidr,
-             "--service-cidr", network.service_cidr, "--node-port-range", f"{low}-{high}"]
-    if settings.dns.upstreams is not None:
-        args += [f"--dns-upstream={h}:{p}" for h, p in settings.dns.upstreams] or \
-                ["--dns-upstream=none"]
-    env = dict(os.environ, **{READY_FD_ENV: str(write_end)})
-    with open(settings.log_file, "ab") as log_out:
-        child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log_out,
-                                 stderr=subprocess.STDOUT, pass_fds=(write_end,),
-                                 start_new_session=True, env=env)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()  # this process has no threads yet: forking it is safe
+    if pid == 0:
+        os._exit(_detached_child(settings, read_end, write_end))
     os.close(write_end)
     with os.fdopen(read_end, "r") as progress:
         for line in progress:
@@ -100,13 +104,40 @@ def _up_detached(settings: Settings) -> int:
                 return 0
             if kind == "error":
                 print(f"error: {text}", file=sys.stderr)
-                child.wait()
+                os.waitpid(pid, 0)
                 return 1
             print(text)
-    code = child.wait()
-    print(f"error: the cluster process exited ({code}) before it was ready; "
-          f"see {settings.log_file}", file=sys.stderr)
+    _, status = os.waitpid(pid, 0)
+    print(f"error: the cluster process exited ({os.waitstatus_to_exitcode(status)}) before "
+          f"it was ready; see {settings.log_file}", file=sys.stderr)
     return 1
+
+
+def _detached_child(settings: Settings, read_end: int, write_end: int) -> int:
+    """The forked cluster process: no terminal, stdout and stderr to the log file, the
+    progress pipe's write end in $MINIORCH_READY_FD; returns the exit code."""
+    code = 1
+    try:
+        os.close(read_end)
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        log_fd = os.open(settings.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(devnull, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(devnull)
+        os.close(log_fd)
+        os.environ[READY_FD_ENV] = str(write_end)
+        code = _up_foreground(settings)
+    except BaseException:  # a traceback into the log, never into the parent's code
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+    return code
 
 
 def _up_foreground(settings: Settings) -> int:

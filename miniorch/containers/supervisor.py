@@ -36,7 +36,6 @@ from pathlib import Path
 import anyio
 import anyio.abc
 import anyio.to_thread
-import structlog
 from anyio.abc import ByteReceiveStream, ByteSendStream, Listener, SocketStream
 
 from miniorch.containers.network import gateway_of, host_network, pick_ip, remove_bridge_if_unused
@@ -50,6 +49,7 @@ from miniorch.containers.state import (
     now_rfc3339,
     write_json_atomic,
 )
+from miniorch.core.logging import get_logger
 from miniorch.sandbox.pod import (
     ContainerProcess,
     ContainerSpec,
@@ -59,7 +59,7 @@ from miniorch.sandbox.pod import (
     SandboxError,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)  # structlog, imported on first use (core.logging)
 
 DEFAULT_STOP_GRACE = 10.0
 CONTAINER_NAME = "app"

@@ -6,15 +6,12 @@ component receives the `Settings` it needs, so tests can build their own.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from miniorch.core.home import default_home
 
-def default_home() -> Path:
-    """`$MINIORCH_HOME`, else `~/.miniorch` (design.md, "State")."""
-    env = os.environ.get("MINIORCH_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".miniorch"
+__all__ = ["DnsSettings", "NetworkSettings", "Settings", "default_home"]
 
 
 @dataclass(frozen=True, kw_only=True)

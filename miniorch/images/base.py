@@ -41,8 +41,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
+from miniorch.core.logging import get_logger
 from miniorch.images.errors import ImageNotFound
 from miniorch.images.layers import LayerEntry, entry_for, with_parents, write_layer
 from miniorch.images.oci import DEFAULT_PATH, Descriptor, Image
@@ -51,7 +50,7 @@ from miniorch.images.reference import DEFAULT_DOMAIN, Reference, parse_reference
 if TYPE_CHECKING:
     from miniorch.images.store import ImageStore, Progress
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)  # structlog, imported on first use (core.logging)
 
 RECIPE_VERSION = "miniorch-base-3"
 """Bump when the recipe changes: it is part of every cache key."""

@@ -42,8 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
-
+from miniorch.core.logging import get_logger
 from miniorch.images.context import DockerIgnore, clean_source, resolve_in_context
 from miniorch.images.dockerfile import (
     Dockerfile,
@@ -67,7 +66,7 @@ from miniorch.images.oci import Descriptor, Image
 from miniorch.images.reference import parse_reference
 from miniorch.images.store import ImageStore, Lease, Progress, now_rfc3339
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)  # structlog, imported on first use (core.logging)
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
 CACHE_VERSION = "miniorch-build-1"

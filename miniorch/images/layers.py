@@ -52,12 +52,11 @@ from pathlib import Path
 from typing import IO, Literal, cast
 from zlib import error as zlib_error
 
-import structlog
-
+from miniorch.core.logging import get_logger
 from miniorch.images.errors import DigestMismatch, ImageError, LimitExceeded, UnsafePath
 from miniorch.images.oci import Limits, check_digest
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)  # structlog, imported on first use (core.logging)
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"

@@ -50,8 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
-
+from miniorch.core.logging import get_logger
 from miniorch.images.errors import (
     DigestMismatch,
     ImageError,
@@ -91,7 +90,7 @@ from miniorch.images.regconfig import (
 )
 from miniorch.images.store import SOURCE_REGISTRY, ImageStore
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)  # structlog, imported on first use (core.logging)
 
 CONFIG_TYPES = (MEDIA_CONFIG, DOCKER_CONFIG)
 MANIFEST_TYPES = (MEDIA_MANIFEST, DOCKER_MANIFEST)

@@ -57,8 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import structlog
-
+from miniorch.core.logging import get_logger
 from miniorch.images.errors import (
     ImageError,
     ImageInUse,
@@ -87,7 +86,7 @@ from miniorch.images.oci import (
 )
 from miniorch.images.reference import Reference, parse_reference
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)  # structlog, imported on first use (core.logging)
 
 ANNOTATION_SOURCE = "io.miniorch.image.source"
 SOURCE_REGISTRY = "registry"

@@ -27,9 +27,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
+from miniorch.core.logging import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)  # structlog, imported on first use (core.logging)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "miniorch"

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio.to_thread
-import structlog
 
+from miniorch.core.logging import get_logger
 from miniorch.sandbox import network
 from miniorch.sandbox.cgroups import Cgroups, detect_version
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)  # structlog, imported on first use (core.logging)
 
 
 @dataclass

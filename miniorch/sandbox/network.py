@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
-import structlog
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-log = structlog.get_logger(__name__)
+from miniorch.core.logging import get_logger
+
+log = get_logger(__name__)  # structlog, imported on first use (core.logging)
 
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000

@@ -52,16 +52,16 @@ from typing import Any
 import anyio
 import anyio.abc
 import anyio.to_thread
-import structlog
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
+from miniorch.core.logging import get_logger
 from miniorch.sandbox import _shim
 from miniorch.sandbox._fdstream import FdReceiveStream, FdSendStream
 from miniorch.sandbox.cgroups import CgroupHandle, Cgroups
 from miniorch.sandbox.network import create_pod_network, delete_pod_network, netns_path
 from miniorch.sandbox.security import ContainerSecurity, SecurityConfigError
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)  # structlog, imported on first use (core.logging)
 
 SHIM = Path(_shim.__file__)
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
