@@ -76,6 +76,9 @@ def _up_detached(settings: Settings) -> int:
             "--dashboard-port", str(settings.dashboard_port)]
     if not settings.demo:
         args.append("--no-demo")
+    if settings.hollow_nodes:
+        args += ["--hollow-nodes", str(settings.hollow_nodes),
+                 f"--hollow-profile={settings.hollow_profile}"]
     network = settings.network
     low, high = network.node_port_range
     args += ["--sandbox-mode", settings.sandbox_mode, "--lb-cidr", network.loadbalancer_cidr,
