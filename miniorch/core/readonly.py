@@ -7,11 +7,13 @@ would silently change what the others see. `FrozenDict` and `FrozenList` are `di
 `TypeError`. To edit, take a copy: `thaw(obj)` or `copy.deepcopy(obj)` give plain,
 mutable objects; `dict(obj)` / `{**obj}` give a plain top level over frozen values.
 
-This is the store's `list(shared=True)` contract ("never mutate them"), enforced.
+This is the store's `list(shared=True)` contract ("never mutate them"), enforced: the
+store hands out the same copies (which is why this module is in `core`).
 """
 
 from __future__ import annotations
 
+from sys import intern
 from typing import Any, NoReturn
 
 from miniorch.core.objects import Obj
@@ -116,8 +118,11 @@ class FrozenList(list[Any]):
 
 def _freeze_value(value: Any) -> Any:
     if isinstance(value, dict):
+        # Keys interned: 10,000 pods repeat the same few hundred key strings, each
+        # parsed document otherwise holding its own copies (~4 KB a pod).
         return value if type(value) is FrozenDict else \
-            FrozenDict((k, _freeze_value(v)) for k, v in value.items())
+            FrozenDict((intern(k) if type(k) is str else k, _freeze_value(v))
+                       for k, v in value.items())
     if isinstance(value, list):
         return value if type(value) is FrozenList else FrozenList(_freeze_value(v) for v in value)
     return value
