@@ -22,6 +22,7 @@ Invariants:
 
 from __future__ import annotations
 
+import builtins
 import collections
 import json
 import sqlite3
@@ -261,19 +262,40 @@ class Store:
             items.append(obj)
         return items, self._rv
 
-    def _iter(self, resource: Resource, namespace: str | None, *,
-              shared: bool = False) -> Iterator[Obj]:
+    def list_raw(self, resource: Resource, namespace: str | None = None, *,
+                 labels: LabelSelector | None = None,
+                 fields: FieldSelector | None = None) -> tuple[builtins.list[str], int]:
+        """`list`, as the stored JSON texts: what a LIST answers, without parsing and
+        serialising every object again (at 10,000 pods that was 2-3 s per LIST)."""
+        select = bool(labels and not labels.empty) or bool(fields and not fields.empty)
+        items = []
+        for store_key in self._sorted_keys(resource, namespace):
+            if select:
+                obj = self._shared(store_key)
+                if labels and not labels.matches_object(obj):
+                    continue
+                if fields and not fields.matches_object(obj):
+                    continue
+            items.append(self._objects[store_key])
+        return items, self._rv
+
+    def _sorted_keys(self, resource: Resource, namespace: str | None
+                     ) -> builtins.list[StoreKey]:
         ns = self._ns(resource, namespace) if namespace else None
         keys = self._keys.get(resource.key, ())
-        for store_key in sorted(keys if ns is None else (k for k in keys if k[1] == ns)):
-            if not shared:
-                yield json.loads(self._objects[store_key])
-                continue
-            latest = self._latest.get(store_key)
-            if latest is None:  # restored from disk, never written since
-                latest = self._latest[store_key] = _Change(
-                    0, "ADDED", store_key[0], store_key[1], self._objects[store_key])
-            yield latest.frozen()
+        return sorted(keys if ns is None else (k for k in keys if k[1] == ns))
+
+    def _shared(self, store_key: StoreKey) -> Obj:
+        latest = self._latest.get(store_key)
+        if latest is None:  # restored from disk, never written since
+            latest = self._latest[store_key] = _Change(
+                0, "ADDED", store_key[0], store_key[1], self._objects[store_key])
+        return latest.frozen()
+
+    def _iter(self, resource: Resource, namespace: str | None, *,
+              shared: bool = False) -> Iterator[Obj]:
+        for store_key in self._sorted_keys(resource, namespace):
+            yield self._shared(store_key) if shared else json.loads(self._objects[store_key])
 
     # ---- writes ------------------------------------------------------------------
 
