@@ -4,12 +4,13 @@ Each of N `unshare --pid --net --fork --mount-proc <python> -u sample_app/app.py
 started at once (a PID and a network namespace each, /proc remounted: the namespaces a
 pod gets, without cgroups, veths, overlays or a kubelet), and timed from its spawn to
 the app's "Kubia server starting" line (printed once its port is bound: what a pod's
-Ready means for this app, which has no probe). `--kill-child` ties each app to its
-unshare, so stopping them leaves nothing.
+Ready means for this app, which has no probe). Each app is stopped with SIGTERM (unshare
+--fork ignores it; `--kill-child` ends the app should its unshare die), leaving nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import shutil
 import signal
@@ -17,6 +18,8 @@ import subprocess
 import sys
 import time
 from typing import Any
+
+import psutil
 
 from bench.cluster import ROOT
 from bench.stats import summary
@@ -62,8 +65,11 @@ def measure(*, pods: int = 100, timeout: float = 60.0) -> dict[str, Any]:
         all_ready = time.monotonic() - t0
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            # unshare --fork ignores SIGTERM while it waits: the app (its child, PID 1
+            # of the new namespace, with a SIGTERM handler) is told directly.
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for child in psutil.Process(proc.pid).children():
+                    child.send_signal(signal.SIGTERM)
         for proc in procs:
             try:
                 proc.wait(timeout=10)
