@@ -49,7 +49,7 @@ def startup_plot(results: dict[str, Any], path: Path) -> Path | None:
                 label=f"bare unshare + same app (p50 {percentile(bare, 50):.2f} s, "
                       f"p99 {percentile(bare, 99):.2f} s)")
     ax.axvline(SLO_SECONDS, color="grey", linewidth=0.8)
-    ax.text(SLO_SECONDS, 0.02, " SLO p99 ≤ 5 s", color="grey", fontsize=8)
+    ax.text(SLO_SECONDS, 0.97, " SLO p99 ≤ 5 s", color="grey", fontsize=8, va="top")
     pods = (results.get("meta") or {}).get("pods")
     ax.set_title(f"Pod startup, {pods} pods created at once: created → Ready")
     ax.set_xlabel("seconds")
