@@ -82,13 +82,14 @@ def one_burst(api: Api, *, pods: int, name: str, timeout: float = 120.0) -> dict
     finally:
         api.request("DELETE", f"/api/v1/namespaces/{NS}/replicationcontrollers/{name}")
     ready = watcher.ready
+    samples = [ready[p] - watcher.added[p] for p in ready if p in watcher.added]
     return {
         "pods": pods,
         "all_ready": all_ready,
         "ready_count": len(ready),
         "all_ready_s": round(t_ready, 4),
-        "created_to_ready": summary([ready[p] - watcher.added[p] for p in ready
-                                     if p in watcher.added]),
+        "created_to_ready": summary(samples),
+        "samples": [round(x, 4) for x in sorted(samples)],  # for bench/plot.py
         "scale_to_ready": summary([t - t0 for t in ready.values()]),
         "teardown_s": round(t_gone, 4),
         "teardown_complete": all_gone,

@@ -15,11 +15,11 @@ from typing import Any
 from bench.stats import median_max
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-TOP_KEYS = ("meta", "commands", "startup", "burst", "endpoints", "memory", "proxy", "cli",
-            "headline")
+TOP_KEYS = ("meta", "commands", "startup", "burst", "bare", "endpoints", "memory", "proxy",
+            "cli", "scale", "headline")
 
 COMPARISON = ("For comparison (not run here): minikube start ~50 s and ~2 GB, kind create "
-              "cluster ~33 s, k3s ~1.6 GB.")
+              "cluster ~33 s, k3s ~1.6 GB; kwok documents ~20 pods/s on its fake nodes.")
 
 
 def _get(d: Any, *path: str) -> Any:
@@ -59,6 +59,13 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
     for q in ("p50", "max"):
         worst = [b["scale_to_ready"][q] for b in bursts if b["scale_to_ready"][q] is not None]
         row(f"burst scale→Ready {q} (worst run)", max(worst) if worst else None, None, "s")
+    bare_p50 = _get(results, "bare", "spawn_to_ready", "p50")
+    row("bare unshare + same app p50 (the floor)", bare_p50, None, "s")
+    best = [b["created_to_ready"]["p50"] for b in bursts
+            if b.get("created_to_ready", {}).get("p50") is not None]
+    row("burst p50 / bare p50 (median run)",
+        round(sorted(best)[len(best) // 2] / bare_p50, 2) if best and bare_p50 else None,
+        1.5, "x")
     row("burst teardown 100→0 median",
         median_max([b.get("teardown_s") for b in bursts])["median"], None, "s")
     ep = median_max([r.get("ready_to_routed_s") for r in results.get("endpoints") or []])
@@ -96,6 +103,10 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
     row("podman run --rm (runc) busybox true median",
         _get(commands, "container_run", "b", "median"), None, "s")
     row("container run / podman run", _get(commands, "container_run", "ratio"), 1.0, "x")
+    if isinstance(results.get("scale"), dict) and "error" not in results["scale"]:
+        from bench.scale import headline_rows
+        for name, value, target, unit, lower in headline_rows(results["scale"]):
+            row(name, value, target, unit, lower_is_better=lower)
     dash = results.get("dashboard") or {}
     row("dashboard first paint of a list (cold)", dash.get("first_paint_ms"), 300, "ms")
     row("dashboard first paint of a list (warm)", dash.get("first_paint_warm_ms"), 300, "ms")

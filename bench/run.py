@@ -19,11 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import burst, dashboard, memory, network, report, startup
+from bench import bare, burst, dashboard, memory, network, plot, report, scale, startup
 from bench.api import Api
 from bench.cluster import ROOT, BenchCluster, running
 
-SECTIONS = ("commands", "startup", "memory", "cli", "proxy", "endpoints", "burst", "dashboard")
+SECTIONS = ("commands", "startup", "memory", "cli", "proxy", "endpoints", "burst", "dashboard",
+            "scale")
 
 
 def cli_get_pods(cluster: BenchCluster, *, times: int = 10) -> dict[str, Any]:
@@ -47,7 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="runs per figure (default 3)")
     p.add_argument("--pods", type=int, default=100, help="pods in the burst (default 100)")
     p.add_argument("--only", action="append", choices=SECTIONS, help="sections to run")
+    p.add_argument("--short", action="store_true",
+                   help="CI mode: one run per figure, 1,000 pods at scale instead of 10,000")
+    p.add_argument("--scale-pods", type=int, default=None,
+                   help="pods on the hollow nodes (default 10,000; 1,000 with --short)")
     args = p.parse_args(argv)
+    if args.short:
+        args.repeat = 1
+    scale_pods = args.scale_pods or (1000 if args.short else 10_000)
     # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so every cluster gets its `down`.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     sections = set(args.only or SECTIONS)
@@ -67,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         if "startup" in sections:
             print("startup: cold and warm `up` (bare and demo)...", flush=True)
             results["startup"] = startup.measure(work / "startup", repeat=args.repeat)
-        if sections - {"startup", "commands"}:
+        if sections - {"startup", "commands", "scale"}:
             with running(work / "main", demo=True) as cluster:
                 api = Api(cluster.kubeconfig)
                 steps: list[tuple[str, str, Callable[[], Any]]] = [
@@ -86,10 +94,22 @@ def main(argv: list[str] | None = None) -> int:
                     if name in sections:
                         print(f"{what}...", flush=True)
                         results[name] = _guarded(step)
+        if "burst" in sections and bare.available():
+            # The floor, in the same run: the same app under bare unshare.
+            print(f"bare: {args.pods} apps under unshare at once...", flush=True)
+            results["bare"] = _guarded(lambda: bare.measure(pods=args.pods))
+        if "scale" in sections:
+            # Its own cluster: 100 hollow nodes (node/hollow.py), no processes.
+            print(f"scale: {scale_pods} pods on 100 hollow nodes...", flush=True)
+            results["scale"] = _guarded(lambda: scale.measure(
+                work / "scale", pods=scale_pods, replicas=max(100, scale_pods // 10)))
     path = report.write_json(results)
+    png = plot.startup_plot(results, path.with_suffix(".png"))
     print()
     print(report.table(report.headline(results)))
     print(f"\nresults: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    if png is not None:
+        print(f"pod startup plot: {png}")
     return 0
 
 

@@ -35,6 +35,7 @@ until the collector has deleted them; `Orphan` strips the ownerReferences first.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import copy
 import ipaddress
@@ -140,6 +141,14 @@ class Registry:
         fields = (field_selector if isinstance(field_selector, FieldSelector)
                   else FieldSelector.parse(field_selector))
         return self.store.list(resource, namespace, labels=labels, fields=fields, shared=shared)
+
+    def list_raw(self, resource: Resource, namespace: str | None = None, *,
+                 label_selector: LabelSelector | None = None,
+                 field_selector: FieldSelector | None = None
+                 ) -> tuple[builtins.list[str], int]:
+        """`list` as the objects' stored JSON texts (for the HTTP LIST: no re-encoding)."""
+        return self.store.list_raw(resource, namespace, labels=label_selector,
+                                   fields=field_selector)
 
     def watch(self, resource: Resource, namespace: str | None = None, *,
               since: int | None = None, label_selector: str | LabelSelector | None = None,

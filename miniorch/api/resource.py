@@ -11,6 +11,7 @@ module and never the kinds package.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -36,9 +37,10 @@ class Resource:
     def list_kind(self) -> str:
         return f"{self.kind}List"
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """Store table key: `pods`, `leases.coordination.k8s.io`."""
+        """Store table key: `pods`, `leases.coordination.k8s.io` (cached: every store
+        read and watch fan-out asks for it)."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
     @property

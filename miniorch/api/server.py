@@ -77,9 +77,11 @@ from miniorch.api.schema import SCALE_DEFINITION
 from miniorch.api.selectors import FieldSelector, LabelSelector
 from miniorch.api.server_common import (
     CONTEXT,
+    JSON_CT,
     REQUEST_INFO,
     ApiContext,
     decode_object,
+    dumps,
     include_object,
     json_response,
     negotiate,
@@ -660,19 +662,24 @@ async def _list(request: web.Request, ctx: ApiContext, resource: Resource,
         return await serve_watch(request, ctx, resource, namespace, labels=labels,
                                  fields=fields, form=form, include=include,
                                  timeout_seconds=timeout)
+    if form not in ("table", "partial"):
+        # The stored texts spliced into the list: no parse and re-encode per object.
+        raw, rv = ctx.registry.list_raw(resource, namespace, label_selector=labels,
+                                        field_selector=fields)
+        head = dumps({"kind": resource.list_kind, "apiVersion": resource.api_version,
+                      "metadata": {"resourceVersion": str(rv)}})
+        body = b"".join((head[:-1], b',"items":[', ",".join(raw).encode(), b"]}"))
+        return web.Response(body=body, content_type=JSON_CT)
     items, rv = ctx.registry.list(resource, namespace, label_selector=labels,
                                   field_selector=fields)
     if form == "table":
         return json_response(to_table(ctx.registry.kinds.of(resource), items,
                                       resource_version=str(rv), now=ctx.clock.now(),
                                       include_object=include))
-    if form == "partial":
-        return json_response({"kind": "PartialObjectMetadataList",
-                              "apiVersion": "meta.k8s.io/v1",
-                              "metadata": {"resourceVersion": str(rv)},
-                              "items": [partial_metadata(i) for i in items]})
-    return json_response({"kind": resource.list_kind, "apiVersion": resource.api_version,
-                          "metadata": {"resourceVersion": str(rv)}, "items": items})
+    return json_response({"kind": "PartialObjectMetadataList",
+                          "apiVersion": "meta.k8s.io/v1",
+                          "metadata": {"resourceVersion": str(rv)},
+                          "items": [partial_metadata(i) for i in items]})
 
 
 async def _read_object(request: web.Request, ctx: ApiContext) -> Obj:

@@ -17,15 +17,27 @@ def settings_from(ctx: Context, args: argparse.Namespace) -> Settings:
     nodes = int(getattr(args, "nodes", 3))
     port = int(getattr(args, "api_port", 6443))
     dashboard_port = int(getattr(args, "dashboard_port", 6444))
-    if nodes < 1:
-        raise CliError(f"--nodes must be at least 1, got {nodes}")
+    hollow = int(getattr(args, "hollow_nodes", 0) or 0)
+    profile = str(getattr(args, "hollow_profile", None) or "")
+    if nodes < 0 or hollow < 0 or nodes + hollow < 1:
+        raise CliError(f"--nodes must be at least 1 (or 0 with --hollow-nodes), got {nodes}")
+    if nodes + hollow > 254:
+        # node N owns 10.244.N.0/24 and 127.0.1.N
+        raise CliError(f"--nodes plus --hollow-nodes must be at most 254, got {nodes + hollow}")
+    if profile:
+        from miniorch.node.hollow import HollowProfile
+        try:
+            HollowProfile.parse(profile)
+        except ValueError as exc:
+            raise CliError(f"--hollow-profile: {exc}") from None
     if not 0 < port < 65536:
         raise CliError(f"--api-port must be a TCP port, got {port}")
     if not 0 <= dashboard_port < 65536 or dashboard_port == port:
         raise CliError(f"--dashboard-port must be a TCP port other than the API's, "
                        f"got {dashboard_port}")
     network = _network_from(args)
-    return Settings(home=ctx.home, nodes=nodes, api_port=port, dashboard_port=dashboard_port,
+    return Settings(home=ctx.home, nodes=nodes, hollow_nodes=hollow, hollow_profile=profile,
+                    api_port=port, dashboard_port=dashboard_port,
                     demo=not getattr(args, "no_demo", False),
                     sandbox_mode=str(getattr(args, "sandbox_mode", None) or "auto"),
                     network=network, dns=_dns_from(args, network))

@@ -20,7 +20,7 @@ COMMANDS = ("up", "down", "dashboard", "cluster-info", "get", "describe", "run",
 
 FLAGS: dict[str, str] = {
     "": "--state-dir --kubeconfig -n --namespace -h --help",
-    "up": "--nodes --no-demo --detach --api-port --dashboard-port --sandbox-mode --lb-cidr "
+    "up": "--nodes --hollow-nodes --hollow-profile --no-demo --detach --api-port --dashboard-port --sandbox-mode --lb-cidr "
           "--service-cidr --node-port-range",
     "dashboard": "--no-browser",
     "get": "-o --output -w --watch --watch-only -l --selector --field-selector --show-labels "

@@ -75,6 +75,13 @@ def _up(sub: Sub, parent: argparse.ArgumentParser) -> None:
              "start a cluster (foreground unless --detach)", parent)
     p.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
     p.add_argument("--no-demo", action="store_true", help="do not deploy the kubia demo")
+    p.add_argument("--hollow-nodes", type=int, default=0, metavar="N",
+                   help="N more nodes that run no processes and only move their pods "
+                        "through Pending → Running → Ready (for scale tests; tainted "
+                        "miniorch.io/hollow=true:NoSchedule)")
+    p.add_argument("--hollow-profile", default=None, metavar="KEY=VALUE,...",
+                   help="hollow pods' timing, e.g. start=0.2-1,ready=0-0.5,fail=0.05,seed=1 "
+                        "(also complete, stop, backoff, cpu, memory, pods, taint=0)")
     p.add_argument("--detach", action="store_true",
                    help="run in the background; return once the cluster is Ready")
     p.add_argument("--api-port", type=int, default=6443, help="API server port (default 6443)")

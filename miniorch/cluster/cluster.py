@@ -9,6 +9,8 @@ begins only when the previous is really ready (port bound, node registered):
       → SharedInformerFactory      (one list + watch per resource, for every actor below)
       → DnsServer                  (root only: UDP+TCP 53 on the gateway, kube-dns Service)
       → ControllerManager          → Kubelet node-1..N (each Node Ready)
+      → HollowKubelet hollow-node-1..M (`--hollow-nodes`: Nodes, Leases and pod status,
+                                   no processes; node/hollow.py)
       → ServiceProxy               → ResourceMetrics (scrapes every kubelet: kubectl top)
       → demo: kubia image, RC and LoadBalancer Service
 
@@ -209,6 +211,8 @@ class Cluster:
                 nodes_tg.start_soon(self._start_node, tg, index, registry, informers,
                                     runtime, dialer)
         self.report(f"{settings.nodes} nodes Ready ({self.times.mark('nodes'):.2f}s)")
+        if settings.hollow_nodes:
+            await self._start_hollow_nodes(tg, registry, informers)
         await tg.start(ServiceProxy(registry=registry, settings=settings,
                                     local_addresses=(_HostAddresses(host_network)
                                                      if host_network is not None
@@ -237,6 +241,21 @@ class Cluster:
                           dialer=dialer, informers=informers)
         await tg.start(kubelet.run)
         self.resource_metrics.add_source(kubelet)
+
+    async def _start_hollow_nodes(self, tg: anyio.abc.TaskGroup, registry: Registry,
+                                  informers: SharedInformerFactory) -> None:
+        """hollow-node-1..M, numbered after the real nodes (their pod /24s follow)."""
+        from miniorch.node.hollow import HollowKubelet, HollowProfile
+        profile = HollowProfile.parse(self.settings.hollow_profile)
+        count = self.settings.hollow_nodes
+        async with anyio.create_task_group() as nodes_tg:
+            for i in range(1, count + 1):
+                kubelet = HollowKubelet(name=NodeName(f"hollow-node-{i}"),
+                                        index=self.settings.nodes + i, registry=registry,
+                                        settings=self.settings, clock=self.clock,
+                                        informers=informers, profile=profile)
+                nodes_tg.start_soon(tg.start, kubelet.run)
+        self.report(f"{count} hollow nodes Ready ({self.times.mark('hollow'):.2f}s)")
 
     async def _deploy_demo(self, registry: Registry) -> str:
         """Create the demo's objects unless a restored store has them; wait until the

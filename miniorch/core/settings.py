@@ -66,6 +66,10 @@ class Settings:
     dashboard_port: int = 6444
     """The dashboard's plain-HTTP port, on loopback only (0: any free port)."""
     nodes: int = 3
+    hollow_nodes: int = 0
+    """Nodes whose kubelet runs no processes (node/hollow.py), after the real ones."""
+    hollow_profile: str = ""
+    """Their pods' delays and failures, `HollowProfile.parse`'s syntax ("": defaults)."""
     demo: bool = True
     """Deploy the seed's kubia RC + LoadBalancer Service at `up`."""
     network: NetworkSettings = field(default_factory=NetworkSettings)

@@ -144,7 +144,7 @@ class SharedInformer:
         self._watch = self._registry.watch(self.resource, since=self._rv or None)
 
     def _relist(self) -> None:
-        items, self._rv = self._registry.list(self.resource)
+        items, self._rv = self._registry.list(self.resource, shared=True)
         fresh = {(namespace_of(o), name_of(o)): freeze(o) for o in items}
         for ident, old in list(self._known.items()):
             if ident not in fresh:
@@ -173,7 +173,7 @@ class SharedInformer:
                 async with watch:
                     async for event in watch:
                         self._rv = event.rv
-                        obj = freeze(event.object)
+                        obj = event.frozen  # the store's shared copy: parsed once
                         ident = (namespace_of(obj), name_of(obj))
                         old = self._known.get(ident)
                         if event.type == "DELETED":

@@ -24,7 +24,7 @@ Invariants:
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import structlog
@@ -45,9 +45,21 @@ from miniorch.node.config import KubeletConfig
 from miniorch.node.cri import ContainerRuntime
 from miniorch.node.events import EventSink
 from miniorch.node.ipam import IpAllocator, node_pod_cidr
+from miniorch.node.mailbox import Mailbox
 from miniorch.node.podworker import NodeContext, PodWorker
 
 LEASE_NAMESPACE = "kube-node-lease"
+
+
+class Worker(Protocol):
+    """What the kubelet needs of a pod worker (PodWorker, hollow.HollowPodWorker)."""
+
+    uid: ObjectUid
+    mailbox: Mailbox
+    log: Any
+
+    async def run(self) -> None: ...
+
 LEASE_DURATION_SECONDS = 40
 
 # (type, reason when False, message when False); Ready is handled apart.
@@ -90,7 +102,7 @@ class Kubelet:
             dialer=dialer, tokens=ServiceAccountTokens.load(settings.tls_dir))
         self.informers = informers or SharedInformerFactory(registry)
         self._own_informers = informers is None
-        self.workers: dict[ObjectUid, PodWorker] = {}
+        self.workers: dict[ObjectUid, Worker] = {}
         self._finished: set[ObjectUid] = set()
         self.log = structlog.get_logger(__name__).bind(node=name)
         self._machine: dict[str, Any] = {}
@@ -98,11 +110,7 @@ class Kubelet:
     # ---- actor -------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        self._machine = {
-            "capacity": nodeinfo.capacity(max_pods=self.settings.max_pods_per_node,
-                                          storage_path=self.settings.home),
-            "nodeInfo": nodeinfo.node_info(runtime_version=self.runtime.version),
-        }
+        self._machine = self._machine_facts()
         node = self._register()
         self._renew_lease(node)
         self._event(node, "Normal", "Starting", "Starting kubelet.")
@@ -126,12 +134,28 @@ class Kubelet:
     async def scrape(self) -> NodeScrape:
         """This node's /metrics/resource: the machine's figures and each running
         container's (node/stats.py); ResourceMetrics calls it every resolution."""
+        # Only real pod workers run containers to read (a hollow node's run none).
         targets: list[stats.PodTargets] = [
             (w.namespace, w.name, str(w.uid), tuple(w.running.items()))
-            for w in list(self.workers.values()) if w.running]
+            for w in list(self.workers.values()) if isinstance(w, PodWorker) and w.running]
         return await stats.scrape_node(self.name, self.clock.now().timestamp(), targets)
 
     # ---- node object ---------------------------------------------------------------
+
+    def _machine_facts(self) -> dict[str, Any]:
+        """capacity and nodeInfo, read once (a hollow node reports made-up ones)."""
+        return {
+            "capacity": nodeinfo.capacity(max_pods=self.settings.max_pods_per_node,
+                                          storage_path=self.settings.home),
+            "nodeInfo": nodeinfo.node_info(runtime_version=self.runtime.version),
+        }
+
+    def _labels(self) -> dict[str, str]:
+        return {"beta.kubernetes.io/arch": nodeinfo.architecture(),
+                "beta.kubernetes.io/os": "linux",
+                "kubernetes.io/arch": nodeinfo.architecture(),
+                "kubernetes.io/hostname": self.name,
+                "kubernetes.io/os": "linux"}
 
     def _conditions(self, previous: list[Obj]) -> list[Obj]:
         now = rfc3339(self.clock.now())
@@ -161,19 +185,23 @@ class Kubelet:
             "nodeInfo": dict(self._machine["nodeInfo"]),
         }
 
+    def _taints(self) -> list[Obj]:
+        """Taints the node registers with (kubelet's --register-with-taints)."""
+        return []
+
     def _register(self) -> Obj:
-        labels = {"beta.kubernetes.io/arch": nodeinfo.architecture(),
-                  "beta.kubernetes.io/os": "linux",
-                  "kubernetes.io/arch": nodeinfo.architecture(),
-                  "kubernetes.io/hostname": self.name,
-                  "kubernetes.io/os": "linux"}
+        labels = self._labels()
         cidr = str(self.pod_cidr)
         existing = self.registry.try_get(NODES, "", self.name)
+        taints = self._taints()
         if existing is None:
+            spec: Obj = {"podCIDR": cidr, "podCIDRs": [cidr]}
+            if taints:
+                spec["taints"] = taints
             return self.registry.create(NODES, {
                 "metadata": {"name": self.name, "labels": labels,
                              "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
-                "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+                "spec": spec,
                 "status": self._node_status({}),
             })
 
@@ -182,6 +210,10 @@ class Kubelet:
             spec = node.setdefault("spec", {})
             spec["podCIDR"] = cidr
             spec["podCIDRs"] = [cidr]
+            have = spec.setdefault("taints", [])
+            have.extend(t for t in taints if t not in have)
+            if not have:
+                del spec["taints"]
             # Kubernetes keeps cordons across kubelet restarts: spec.unschedulable stays.
         self.registry.mutate(NODES, "", self.name, update)
         return self._post_node_status()
@@ -260,11 +292,15 @@ class Kubelet:
             return
         if removed:
             return
-        worker = PodWorker(self.context, pod)
+        worker = self._new_worker(pod)
         self.workers[uid] = worker
         workers.start_soon(self._run_worker, worker, name=f"pod-worker {uid}")
 
-    async def _run_worker(self, worker: PodWorker) -> None:
+    def _new_worker(self, pod: Obj) -> Worker:
+        """The worker that runs one pod (a hollow node's only pretends to)."""
+        return PodWorker(self.context, pod)
+
+    async def _run_worker(self, worker: Worker) -> None:
         try:
             await worker.run()
             if not worker.mailbox.latest.removed:
