@@ -25,7 +25,7 @@ import copy
 import json
 from typing import Any
 
-from miniorch.api import schema
+from miniorch.api import jsontext, schema
 from miniorch.api.errors import BadRequest, Invalid, UnsupportedMediaType
 from miniorch.core.objects import Obj
 
@@ -66,7 +66,7 @@ def apply_patch(original: Obj, patch: bytes | str | Obj | list[Any], content_typ
 def _decode(patch: bytes | str | Obj | list[Any]) -> Any:
     if isinstance(patch, bytes | str):
         try:
-            return json.loads(patch)
+            return jsontext.loads(patch)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"error decoding patch: {exc}") from None
     return copy.deepcopy(patch)

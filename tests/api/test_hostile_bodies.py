@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from miniorch.api import jsontext
+from miniorch.api.kinds import CONFIGMAPS, PODS
 from miniorch.api.registry import Registry
 from tests.api.server_support import POD, app_client, make_registry
 
@@ -64,5 +66,66 @@ async def test_a_long_warning_is_cut_when_there_are_many(client: Client) -> None
     assert r.status == 200
     warnings = r.headers.getall("Warning")
     assert all(len(w) < 300 and w.endswith('..."') for w in warnings)
+
+
+# ---- lone surrogates are U+FFFD, as Go decodes them -----------------------------------------
+
+@pytest.mark.parametrize("headers", [pytest.param(MERGE, id="merge-patch"), pytest.param(
+    {"Content-Type": "application/strategic-merge-patch+json"}, id="strategic")])
+async def test_a_lone_surrogate_in_a_patch_never_poisons_the_object(
+        client: Client, registry: Registry, headers: dict[str, str]) -> None:
+    r = await client.patch(POD_URL, data=b'{"metadata": {"annotations": {"a": "\\ud8a9x"}},'
+                           b' "\\udc00": 1}', headers=headers)
+    assert r.status == 200
+    assert registry.get(PODS, "default", "kubia-manual")["metadata"]["annotations"] == {
+        "a": "\ufffdx"}
+    for url in (POD_URL, PODS_URL, "/api/v1/pods"):
+        assert (await client.get(url)).status == 200
+
+
+async def test_a_lone_surrogate_in_a_created_object(client: Client, registry: Registry) -> None:
+    body = b'{"metadata": {"name": "s"}, "data": {"k": "\\udfff"}, "\\ud800\\ud800": "v"}'
+    r = await client.post(CM_URL, data=body, headers={"Content-Type": "application/json"})
+    assert r.status == 201
+    stored = registry.get(CONFIGMAPS, "default", "s")
+    assert stored["data"] == {"k": "\ufffd"}
+    assert (await client.get(CM_URL)).status == 200
+
+
+def test_a_surrogate_pair_is_one_character() -> None:
+    assert jsontext.loads(b'["\\ud83d\\ude00"]') == ["\U0001F600"]
+
+
+# ---- nesting is bounded --------------------------------------------------------------------
+
+def _deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+@pytest.mark.parametrize(("method", "url", "headers", "body"), [
+    pytest.param("POST", CM_URL, {"Content-Type": "application/json"},
+                 '{"metadata": {"name": "d"}, "x": %s}', id="create-json"),
+    pytest.param("POST", CM_URL, {"Content-Type": "application/yaml"},
+                 'metadata: {name: d}\nx: %s', id="create-yaml"),
+    pytest.param("PATCH", POD_URL, MERGE, '{"x": %s}', id="merge-patch"),
+    pytest.param("PATCH", POD_URL, {"Content-Type": "application/strategic-merge-patch+json"},
+                 '{"x": %s}', id="strategic-merge-patch"),
+    pytest.param("PATCH", POD_URL, JSON_PATCH, '[{"op": "add", "path": "/x", "value": %s}]',
+                 id="json-patch"),
+])
+@pytest.mark.parametrize("levels", [150, 900, 5000])
+async def test_deep_nesting_is_a_bad_request_and_changes_nothing(
+        client: Client, registry: Registry, method: str, url: str, headers: dict[str, str],
+        body: str, levels: int) -> None:
+    rv = registry.store.resource_version
+    r = await client.request(method, url, data=body % _deep(levels), headers=headers)
+    assert r.status == 400, await r.text()
+    assert "exceeded max depth of 100" in (await r.json())["message"]
+    assert registry.store.resource_version == rv
+
+
+async def test_nesting_within_the_bound_is_accepted(client: Client) -> None:
+    r = await client.patch(POD_URL, data='{"x": ' + _deep(90) + '}', headers=MERGE)
+    assert r.status == 200
 
 
