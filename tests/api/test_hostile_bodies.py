@@ -5,6 +5,7 @@ now answered with a 2xx or a 4xx, with the store left as it should be."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from miniorch.api import jsontext
+from miniorch.api import jsontext, patch
 from miniorch.api.kinds import CONFIGMAPS, PODS
 from miniorch.api.registry import Registry
 from tests.api.server_support import POD, app_client, make_registry
@@ -129,3 +130,35 @@ async def test_nesting_within_the_bound_is_accepted(client: Client) -> None:
     assert r.status == 200
 
 
+# ---- JSON patch: operations and copies are bounded ------------------------------------------
+
+async def test_a_copy_bomb_is_refused_before_it_grows(client: Client,
+                                                      registry: Registry) -> None:
+    """Each copy of a value into itself doubles it: 40 copies of 1 kB ask for a terabyte."""
+    ops: list[Any] = [{"op": "add", "path": "/metadata/annotations", "value": {"a": "x" * 1000}}]
+    ops += [{"op": "copy", "from": "/metadata/annotations", "path": f"/metadata/annotations/b{i}"}
+            for i in range(40)]
+    rv = registry.store.resource_version
+    started = time.monotonic()
+    r = await client.patch(POD_URL, data=json.dumps(ops), headers=JSON_PATCH)
+    assert r.status == 413
+    assert (await r.json())["message"].startswith("Unable to copy, the accumulated size")
+    assert time.monotonic() - started < 5
+    assert registry.store.resource_version == rv
+
+
+async def test_copies_within_the_bound_apply(client: Client, registry: Registry) -> None:
+    ops = [{"op": "add", "path": "/metadata/annotations", "value": {"a": "x"}},
+           {"op": "copy", "from": "/metadata/annotations/a", "path": "/metadata/annotations/b"}]
+    r = await client.patch(POD_URL, data=json.dumps(ops), headers=JSON_PATCH)
+    assert r.status == 200
+    assert registry.get(PODS, "default", "kubia-manual")["metadata"]["annotations"] == {
+        "a": "x", "b": "x"}
+
+
+async def test_too_many_json_patch_operations(client: Client) -> None:
+    ops = [{"op": "test", "path": "/kind", "value": "Pod"}] * (
+        patch.MAX_JSON_PATCH_OPERATIONS + 1)
+    r = await client.patch(POD_URL, data=json.dumps(ops), headers=JSON_PATCH)
+    assert r.status == 413
+    assert "maximum operations in a JSON patch is 10000" in (await r.json())["message"]
