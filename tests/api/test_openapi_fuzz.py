@@ -44,7 +44,7 @@ from miniorch.api.kinds import BUILTIN_KINDS, RESOURCES, Resource
 from miniorch.core.objects import Obj
 from tests.api.server_support import Cluster, running_cluster
 
-EXAMPLES = 16
+EXAMPLES = 12
 """Examples per operation (over its angles): ~190 operations, ~2500 requests."""
 POD_BODY_EXAMPLES = 4
 """Examples for a create/replace whose body holds a PodSpec: generating one costs ~0.3 s
