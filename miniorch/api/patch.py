@@ -16,7 +16,9 @@
 
 Errors: an unparsable or malformed patch is a 400 BadRequest; a JSON patch that
 cannot be applied (a failed `test`, a missing path) is a 422 Invalid, as kube-apiserver
-answers; any other content type is a 415. The original is never modified.
+answers; any other content type is a 415. A JSON patch of more than 10,000 operations,
+or whose `copy` operations would add more than `COPY_SIZE_LIMIT`, is a 413 (the bounds
+kube-apiserver sets). The original is never modified.
 """
 
 from __future__ import annotations
@@ -25,14 +27,21 @@ import copy
 import json
 from typing import Any
 
-from miniorch.api import schema
-from miniorch.api.errors import BadRequest, Invalid, UnsupportedMediaType
+from miniorch.api import jsontext, schema
+from miniorch.api.errors import BadRequest, Invalid, RequestEntityTooLarge, UnsupportedMediaType
 from miniorch.core.objects import Obj
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH)
+
+MAX_JSON_PATCH_OPERATIONS = 10_000
+"""kube-apiserver's bound on the operations of one JSON patch."""
+COPY_SIZE_LIMIT = 3 * 1024 * 1024
+"""Bytes (as JSON) that the `copy` operations of one JSON patch may add in total.
+Without a bound, each `copy` of a value into itself doubles the document: a 2 kB
+patch of 25 copies asked for gigabytes (json-patch's AccumulatedCopySizeLimit)."""
 
 _DIRECTIVE = "$patch"
 _RETAIN_KEYS = "$retainKeys"
@@ -66,7 +75,7 @@ def apply_patch(original: Obj, patch: bytes | str | Obj | list[Any], content_typ
 def _decode(patch: bytes | str | Obj | list[Any]) -> Any:
     if isinstance(patch, bytes | str):
         try:
-            return json.loads(patch)
+            return jsontext.loads(patch)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"error decoding patch: {exc}") from None
     return copy.deepcopy(patch)
@@ -188,7 +197,12 @@ def json_patch(original: Obj, operations: Any) -> Obj:
     if not isinstance(operations, list):
         raise BadRequest(f"json: cannot unmarshal {_json_kind(operations)} into Go value of "
                          "type jsonpatch.Patch")
+    if len(operations) > MAX_JSON_PATCH_OPERATIONS:
+        raise RequestEntityTooLarge(
+            f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, "
+            f"got {len(operations)}")
     doc: Any = copy.deepcopy(original)
+    copied = 0
     for op in operations:
         if not isinstance(op, dict):
             raise BadRequest("json: cannot unmarshal into Go value of type jsonpatch.Operation")
@@ -215,7 +229,14 @@ def json_patch(original: Obj, operations: Any) -> Obj:
                     raise Invalid(f"Unable to move {source!r} into its own child {path!r}")
                 doc, value = _remove(doc, source)
             else:
-                value = copy.deepcopy(_get(doc, source))
+                value = _get(doc, source)
+                # Measured before copying: the bound holds for the work done, too.
+                copied += len(json.dumps(value, separators=(",", ":")))
+                if copied > COPY_SIZE_LIMIT:
+                    raise RequestEntityTooLarge(
+                        f"Unable to copy, the accumulated size increase of copy is {copied}, "
+                        f"exceeding the limit {COPY_SIZE_LIMIT}")
+                value = copy.deepcopy(value)
             doc = _add(doc, path, value)
         elif kind == "test":
             try:

@@ -622,11 +622,55 @@ def _respond(obj: Obj, *, status: int = 200, warnings: list[str] | None = None) 
     warnings = [*(warnings or ()), *warning.current()]
     if warnings:
         headers: CIMultiDict[str] = CIMultiDict()
-        for message in warnings:
-            escaped = message.replace("\\", "\\\\").replace('"', '\\"')
-            headers.add("Warning", f'299 - "{escaped}"')
+        for text in _bounded_warnings(warnings):
+            headers.add("Warning", f'299 - "{_warning_text(text)}"')
         response.headers.extend(headers)
     return response
+
+
+_WARNINGS_TOTAL_RUNES = 4 * 1024
+_WARNING_ITEM_RUNES = 256
+_MAX_WARNINGS = 50
+
+
+def _bounded_warnings(warnings: list[str]) -> list[str]:
+    """kube-apiserver's warning recorder: duplicates dropped, and past 4 Ki characters
+    in all, each warning cut to 256 and those that still do not fit left out. A body
+    with thousands of unknown fields otherwise got thousands of Warning headers, more
+    than HTTP clients accept. Python's http.client (under the official Python client)
+    refuses a response with over 100 headers, so unlike Kubernetes we also keep at most
+    50 warnings."""
+    unique = list(dict.fromkeys(warnings))[:_MAX_WARNINGS]
+    if sum(len(w) for w in unique) < _WARNINGS_TOTAL_RUNES:
+        return unique
+    kept: list[str] = []
+    total = 0
+    for text in unique:
+        if len(text) > _WARNING_ITEM_RUNES:
+            text = text[:_WARNING_ITEM_RUNES - 3] + "..."
+        if total + len(text) > _WARNINGS_TOTAL_RUNES:
+            break
+        kept.append(text)
+        total += len(text)
+    return kept
+
+
+def _warning_text(text: str) -> str:
+    """A warning as a quoted-string's content: `\\` and `"` escaped, as Kubernetes does,
+    and every unprintable character (controls, line breaks, lone surrogates) written as
+    `\\uXXXX`. Warnings quote what the client sent (unknown field names), and a raw
+    newline there would split the header (aiohttp drops the connection rather than send
+    it) while a lone surrogate cannot be encoded at all. Kubernetes drops such warnings;
+    escaping keeps them readable."""
+    out = []
+    for ch in text:
+        if ch in ('\\', '"'):
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(f"\\u{ord(ch):04x}")
+    return "".join(out)
 
 
 def _render(request: web.Request, ctx: ApiContext, resource: Resource, obj: Obj) -> Obj:

@@ -21,6 +21,7 @@ import anyio
 import yaml
 from aiohttp import web
 
+from miniorch.api import jsontext
 from miniorch.api.errors import (
     ApiError,
     BadRequest,
@@ -202,12 +203,15 @@ def decode_object(body: bytes, content_type: str) -> Obj:
         return protobuf.decode(body)
     if "yaml" in content_type:
         try:
-            parsed = yaml.load(body, Loader=_NoTimestampLoader)  # a SafeLoader subclass
-        except yaml.YAMLError as exc:
+            # a SafeLoader subclass
+            parsed = jsontext.sanitize(yaml.load(body, Loader=_NoTimestampLoader))
+        except RecursionError:  # the YAML composer recurses too
+            raise BadRequest(f"error converting YAML to JSON: {jsontext.TooDeep()}") from None
+        except (yaml.YAMLError, ValueError) as exc:
             raise BadRequest(f"error converting YAML to JSON: {exc}") from None
     else:
         try:
-            parsed = json.loads(body)
+            parsed = jsontext.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"couldn't get version/kind; json parse error: {exc}") from None
     if not isinstance(parsed, dict):

@@ -8,6 +8,8 @@ Run alone (one cluster per machine):
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import shutil
 import subprocess
@@ -180,3 +182,128 @@ def test_same_fields_as_podman_with_runc(ns: RunningCluster, ordinary: str,
             check=True, capture_output=True, text=True, timeout=120).stdout
     ours = status_fields(sh(ns, ordinary, "cat /proc/self/status"))
     assert ours == status_fields(reference), (ours, status_fields(reference))
+
+
+# ---- escape attempts by syscall, from a python pod (busybox has no keyctl, ptrace,
+# unshare(2) or raw mknod+open) --------------------------------------------------------------
+
+# x86_64 / aarch64 numbers of the syscalls glibc has no wrapper for.
+SYSCALLS = {"x86_64": {"add_key": 248, "keyctl": 250, "init_module": 175,
+                       "finit_module": 313, "kexec_load": 246, "bpf": 321,
+                       "open_by_handle_at": 304, "perf_event_open": 298},
+            "aarch64": {"add_key": 217, "keyctl": 219, "init_module": 105,
+                        "finit_module": 273, "kexec_load": 104, "bpf": 280,
+                        "open_by_handle_at": 265, "perf_event_open": 241}}
+
+# Each probe prints `name=<errno>` (0: it worked). Runs as the pod's root with the
+# default capabilities (NET_RAW and MKNOD among them, as in Docker and containerd).
+PROBE = r'''
+import ctypes, errno, hashlib, json, os, socket, stat, sys
+libc = ctypes.CDLL(None, use_errno=True)
+NR = json.loads(sys.argv[1])[os.uname().machine]
+host_pid = int(sys.argv[2])
+out = {}
+def rc(value):
+    return 0 if value >= 0 else ctypes.get_errno()
+def call(name, fn):
+    try:
+        out[name] = fn()
+    except OSError as exc:
+        out[name] = exc.errno
+def syscall(name, *args):
+    out[name] = rc(libc.syscall(NR[name], *[ctypes.c_long(a) for a in args]))
+CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWUTS = 0x20000, 0x10000000, 0x4000000
+out["unshare_user"] = rc(libc.unshare(CLONE_NEWUSER))
+out["unshare_mount"] = rc(libc.unshare(CLONE_NEWNS))
+out["unshare_uts"] = rc(libc.unshare(CLONE_NEWUTS))
+out["sethostname"] = rc(libc.sethostname(b"escaped", 7))
+out["ptrace_host_pid"] = rc(libc.ptrace(16, host_pid, None, None))  # PTRACE_ATTACH
+out["host_pid_visible"] = 0 if os.path.exists(f"/proc/{host_pid}") else errno.ESRCH
+out["pids_seen"] = len([p for p in os.listdir("/proc") if p.isdigit()])
+buf = ctypes.create_string_buffer(b"x" * 16)
+syscall("add_key", ctypes.addressof(ctypes.create_string_buffer(b"user")),
+        ctypes.addressof(ctypes.create_string_buffer(b"k")), ctypes.addressof(buf), 1, -4)
+syscall("keyctl", 0, -4, 0, 0, 0)  # KEYCTL_GET_KEYRING_ID of the session keyring
+syscall("init_module", ctypes.addressof(buf), 16, ctypes.addressof(buf))
+syscall("kexec_load", 0, 0, 0, 0)
+syscall("bpf", 5, ctypes.addressof(buf), 16)  # BPF_PROG_LOAD
+syscall("open_by_handle_at", -100, ctypes.addressof(buf), 0)  # the "shocker" escape
+attr = ctypes.create_string_buffer(128)
+syscall("perf_event_open", ctypes.addressof(attr), -1, 0, -1, 0)  # system-wide: cpu 0
+fd = os.open("/proc/self/exe", os.O_RDONLY)
+syscall("finit_module", fd, ctypes.addressof(ctypes.create_string_buffer(b"")), 0)
+for where in ("/tmp", "/dev", "/dev/shm"):
+    node = f"{where}/mem-probe"
+    def mknod_open(node=node):
+        os.mknod(node, stat.S_IFCHR | 0o600, os.makedev(1, 1))  # /dev/mem
+        try:
+            os.close(os.open(node, os.O_RDONLY))
+            return 0
+        finally:
+            os.unlink(node)
+    call("mknod_open" + where.replace("/", "_"), mknod_open)
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return 0
+call("write_proc_sys", lambda: write("/proc/sys/vm/drop_caches", "1"))
+call("write_sysrq", lambda: write("/proc/sysrq-trigger", "h"))  # h: only prints help
+call("write_sys_kernel", lambda: write("/sys/kernel/uevent_helper", "/x"))
+call("mkdir_cgroup", lambda: os.mkdir("/sys/fs/cgroup/escape") or 0)
+call("raw_icmp_socket", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW,
+                                             socket.IPPROTO_ICMP).close() or 0)
+def set_mtu():  # NET_ADMIN, beyond NET_RAW (SO_MARK, IP_TRANSPARENT take NET_RAW since 5.17)
+    import fcntl, struct
+    with socket.socket() as s:
+        fcntl.ioctl(s, 0x8922, struct.pack("16si12x", b"lo", 65536))  # SIOCSIFMTU
+    return 0
+call("net_admin_set_mtu", set_mtu)
+try:
+    with open("/proc/1/root/etc/shadow", "rb") as f:
+        out["shadow_sha256"] = hashlib.sha256(f.read()).hexdigest()
+except OSError as exc:
+    out["shadow_sha256"] = str(exc.errno)
+print(json.dumps(out))
+'''
+
+HOG = "x = bytearray(256 << 20); x[::4096] = b'y' * len(x[::4096]); print('survived')"
+
+
+@pytest.fixture(scope="module")
+def python_pod(ns: RunningCluster) -> str:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": NS},
+           "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
+               "name": "main", "image": "python:3.11-slim", "imagePullPolicy": "Never",
+               "command": ["sleep", "3600"],
+               "resources": {"limits": {"memory": "64Mi"}}}]}}
+    running(ns, "probe", json.dumps(pod))
+    return "probe"
+
+
+def test_syscall_escapes_fail_in_an_ordinary_pod(ns: RunningCluster, python_pod: str) -> None:
+    host_name = Path("/proc/sys/kernel/hostname").read_text()
+    result = ns.kubectl("exec", "-n", NS, python_pod, "--", "python3", "-c", PROBE,
+                        json.dumps(SYSCALLS), str(ns.pid))
+    out = json.loads(result.stdout)
+    refused = {k: v for k, v in out.items() if k not in (
+        "pids_seen", "shadow_sha256", "raw_icmp_socket")}
+    assert all(v != 0 for v in refused.values()), {k: v for k, v in refused.items() if v == 0}
+    assert out["ptrace_host_pid"] == errno.ESRCH and out["host_pid_visible"] == errno.ESRCH
+    assert out["pids_seen"] < 10, out  # its own pid namespace: sleep, the probe, little else
+    assert out["raw_icmp_socket"] == 0  # NET_RAW is in the default set, as in Docker
+    assert out["write_sysrq"] in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT)
+    host_shadow = hashlib.sha256(Path("/etc/shadow").read_bytes()).hexdigest()
+    assert out["shadow_sha256"] != host_shadow
+    assert Path("/proc/sys/kernel/hostname").read_text() == host_name
+
+
+def test_a_memory_hog_is_killed_inside_its_pod(ns: RunningCluster, python_pod: str) -> None:
+    """256 MiB touched against a 64 MiB limit: the kernel kills the hog in the pod's
+    cgroup; the pod keeps running and the node did not swap itself to death."""
+    result = ns.kubectl("exec", "-n", NS, python_pod, "--", "python3", "-c", HOG, check=False,
+                        timeout=60)
+    assert "survived" not in result.stdout
+    assert result.returncode != 0
+    assert "ok" in sh(ns, python_pod, "echo ok")
+    status = ns.kubectl("get", "-n", NS, "pod", python_pod, "-o", "json").stdout
+    assert json.loads(status)["status"]["phase"] == "Running"
