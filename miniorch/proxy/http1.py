@@ -4,7 +4,8 @@
         for backend in candidates:
             idle kept-alive connection to it, or a new one (connect fails → next backend)
             send head (+ body) ──► read the response head
-                died before any response byte, idempotent request, body still held
+                died before any response byte (or before the end of a small response
+                held whole), idempotent request, body still held
                     ──► retry on the next backend (ProxyStats.retries)
             relay the head and body to the client; the upstream connection goes back
             to the idle pool when it may be reused
@@ -277,7 +278,18 @@ async def forward(core: ProxyCore, route: Route, client: Stream, request: Reques
                 return _bad_gateway(core, route, client, backend, str(exc) or "bad message")
             route.balancer.succeeded(client_ip, backend)
             try:
-                return await relay_response(core, backend, request, raw, upstream, client)
+                return await relay_response(core, backend, request, raw, upstream, client,
+                                            hold_small_body=replayable)
+            except ResponseLost:
+                # The endpoint died between its response's head and the end of a small
+                # body (an app killed mid-write): nothing reached the client yet, and
+                # the request is idempotent and whole in hand, so another may answer.
+                core.stats.retries += 1
+                route.balancer.failed(backend)
+                last_error = "connection closed mid-response"
+                log.debug("retrying request on another endpoint", service=route.service,
+                          backend=str(backend))
+                continue
             except BadMessage as exc:
                 upstream.close()
                 client.close()
@@ -308,9 +320,18 @@ def _bad_gateway(core: ProxyCore, route: Route, client: Stream, backend: Backend
     return False
 
 
+class ResponseLost(Exception):
+    """The endpoint closed before its (small, held) response was whole; the client has
+    been sent nothing of it."""
+
+
 async def relay_response(core: ProxyCore, backend: Backend, request: Request, raw: bytes,
-                         upstream: Stream, client: Stream) -> bool:
-    """Relay the response whose head is `raw` (and any interim 1xx before the final one)."""
+                         upstream: Stream, client: Stream, *,
+                         hold_small_body: bool = False) -> bool:
+    """Relay the response whose head is `raw` (and any interim 1xx before the final one).
+    `hold_small_body`: a small body is read whole before anything is written, and an
+    endpoint that dies before the end raises `ResponseLost` (the caller may retry)."""
+    interim_sent = False
     while True:
         response = parse_head(raw[:-4])
         parts = response.first.split(b" ", 2)
@@ -324,6 +345,7 @@ async def relay_response(core: ProxyCore, backend: Backend, request: Request, ra
         if 100 <= status < 200:
             if not request.http10:
                 client.write(raw)  # 100 Continue, 103 Early Hints
+                interim_sent = True
             raw = await upstream.read_until(b"\r\n\r\n", MAX_HEAD)
             continue
         break
@@ -351,6 +373,9 @@ async def relay_response(core: ProxyCore, backend: Backend, request: Request, ra
             try:
                 data = await upstream.read_exactly(length) if length else b""
             except ConnectionEnded as exc:
+                if hold_small_body and not interim_sent:
+                    upstream.close()
+                    raise ResponseLost() from None
                 client.write(out + exc.partial)
                 raise
             client.write(out + data)

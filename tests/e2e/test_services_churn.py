@@ -293,23 +293,27 @@ def test_churn_loses_no_request(cluster: RunningCluster) -> None:
             load.wait()
         for proc in background:
             proc.wait(timeout=60)
-    result = json.loads(out)
-    total = result["ok"] + result["failed"]
-    print(f"churn: {total} requests in {result['seconds']} s "
-          f"({total / result['seconds']:.0f}/s), {result['failed']} failed; actions: {actions}")
-    assert [a for _, a in actions if a.startswith("delete")], "no pod was deleted"
-    assert [a for _, a in actions if a.startswith("kill")], "no app was killed"
-    assert not scale_plan, "not every scale step ran"
-    assert result["failed"] == 0, result["failures"]
-    # The proxy's own failure counter (logged with every 503/502/refusal) stayed at 0.
-    with Path(cluster.home / "cluster.log").open("rb") as file:
-        file.seek(log_start)
-        log = file.read().decode(errors="replace")
-    assert "answered 503" not in log and "answered 502" not in log
-    assert total >= 20_000, f"only {total} requests: the machine is too busy to churn"
-    # Leave the walkthrough's app as later tests expect it: fresh pods, no restarts.
-    restarted = [p["metadata"]["name"] for p in cluster.get_json("pods", "-l", "run=kubia")["items"]
-                 if any(s.get("restartCount") for s in p["status"].get("containerStatuses", []))]
-    if restarted:
-        cluster.kubectl("delete", "pod", *restarted, "--wait=false")
-    wait_for(lambda: len(_ready_kubia(cluster)) == 3, timeout=60, what="3 kubia pods again")
+    try:
+        result = json.loads(out)
+        total = result["ok"] + result["failed"]
+        print(f"churn: {total} requests in {result['seconds']} s "
+              f"({total / result['seconds']:.0f}/s), {result['failed']} failed; actions: {actions}")
+        assert [a for _, a in actions if a.startswith("delete")], "no pod was deleted"
+        assert [a for _, a in actions if a.startswith("kill")], "no app was killed"
+        assert not scale_plan, "not every scale step ran"
+        assert result["failed"] == 0, result["failures"]
+        # The proxy's own failure counter (logged with every 503/502/refusal) stayed at 0.
+        with Path(cluster.home / "cluster.log").open("rb") as file:
+            file.seek(log_start)
+            log = file.read().decode(errors="replace")
+        assert "answered 503" not in log and "answered 502" not in log
+        assert total >= 20_000, f"only {total} requests: the machine is too busy to churn"
+    finally:
+        # Leave the walkthrough's app as later tests expect it: fresh pods, no restarts.
+        kubia = cluster.get_json("pods", "-l", "run=kubia")["items"]
+        restarted = [p["metadata"]["name"] for p in kubia
+                     if any(c.get("restartCount")
+                            for c in p["status"].get("containerStatuses", []))]
+        if restarted:
+            cluster.kubectl("delete", "pod", *restarted, "--wait=false")
+        wait_for(lambda: len(_ready_kubia(cluster)) == 3, timeout=60, what="3 kubia pods again")

@@ -277,6 +277,29 @@ async def test_idempotent_request_retried_when_its_endpoint_dies_unanswered(env)
         await dying.stop()
 
 
+async def test_idempotent_request_retried_when_its_endpoint_dies_mid_response(env) -> None:
+    """An app killed between writing its headers and its body (kubia writes them apart):
+    nothing reached the client yet, so a GET goes to another endpoint."""
+    async def half(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 23\r\n\r\nYou've")
+        await writer.drain()
+        writer.close()  # dies before the rest of the body
+    halfway = TcpServer(half)
+    dead = await halfway.start(f"{env.backend_net}.15")
+    good = await env.backend("good")
+    try:
+        svc = env.service("web")
+        env.endpoints("web", [dead, good.address])
+        async with env.running() as proxy:
+            seen = await env.spread(svc["spec"]["clusterIP"], 8080, 6)
+            assert seen == {"good": 6}
+            assert halfway.connections >= 1 and proxy.stats.retries >= 1
+            assert proxy.stats.failures == 0
+    finally:
+        await halfway.stop()
+
+
 async def post(env: Any, host: str) -> tuple[int, str]:
     async with aiohttp.ClientSession() as session, session.post(
             f"http://{host}:8080/", data=b"x") as response:

@@ -240,8 +240,14 @@ async def test_busy_node_port_does_not_stop_other_services(env, free_node_port) 
 
 
 async def test_backend_failing_mid_body_truncates_the_response(env) -> None:
+    """A response cut off mid-body: a POST (not replayable) sees it truncated; a GET is
+    retried (nothing of it was sent yet) and, with no endpoint that answers whole, ends
+    in a clean 503 once the Service's wait is over."""
     async def half_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b"content-length:" in head.lower():
+            await reader.readexactly(int(head.lower().split(b"content-length:")[1]
+                                         .split(b"\r\n")[0]))
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
         await writer.drain()
         writer.close()
@@ -249,10 +255,16 @@ async def test_backend_failing_mid_body_truncates_the_response(env) -> None:
     server = await asyncio.start_server(half_answer, f"{env.backend_net}.99", 0)
     try:
         svc = env.service("web")
+        svc["metadata"]["annotations"] = {"miniorch.dev/endpoint-wait-seconds": "0.5"}
+        env.registry.update(SERVICES, svc)
         env.endpoints("web", [server.sockets[0].getsockname()])
-        async with env.running():
+        async with env.running(), aiohttp.ClientSession() as session:
+            url = f"http://{cluster_ip(svc)}:8080/"
             with pytest.raises(aiohttp.ClientPayloadError):
-                await env.get(cluster_ip(svc), 8080)
+                async with session.post(url, data=b"x") as response:
+                    await response.read()
+            async with session.get(url) as response:
+                assert response.status == 503
     finally:
         server.close()
         await server.wait_closed()
