@@ -41,10 +41,11 @@ import math
 import secrets
 import shutil
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from io import TextIOWrapper
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 import structlog
@@ -96,6 +97,8 @@ from miniorch.node.stats import PodStartTimer
 from miniorch.node.status import ContainerView, phase, pod_status
 from miniorch.node.volumes import PodVolumes, TokenError, VolumeError
 from miniorch.sandbox.security import ContainerSecurity
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -628,34 +631,19 @@ class PodWorker:
     async def _configure(self, container: Obj, view: ContainerView,
                          image: ImageInfo) -> dict[str, str]:
         """The container's env; while a required ConfigMap/Secret (or key) is missing it
-        waits in CreateContainerConfigError, retried when one changes or after a back-off
-        (kubelet retries on its next pod sync)."""
-        config = self.ctx.config
-        delay = 0.0
+        waits in CreateContainerConfigError (see `_until_configured`)."""
         settings = self.ctx.settings
         facts = PodFacts(pod_ip=self.pod_ip, host_ip=self.ctx.host_ip,
                          node_allocatable=lambda: nodeinfo.capacity(
                              max_pods=settings.max_pods_per_node,
                              storage_path=settings.home))
-        while True:
-            try:
-                result = container_env(container, self.pod,
-                                       base=base_env(image, self.pod, self._service_env()),
-                                       sources=self.config, facts=facts)
-            except ConfigError as exc:
-                view.state = {"waiting": {"reason": "CreateContainerConfigError",
-                                          "message": str(exc)}}
-                self._event("Warning", "Failed", f"Error: {exc}")
-                self._sync_status()
-                self._first_attempt_done(view.name)
-                delay = (config.config_backoff_base if not delay
-                         else min(delay * 2, config.config_backoff_cap))
-                await self.config.wait_change(delay)
-                continue
-            for kind, where, names in result.skipped:
-                self._event("Warning", "InvalidEnvironmentVariableNames",
-                            skipped_message(kind, where, names))
-            return result.env
+        result = await self._until_configured(view, ConfigError, lambda: container_env(
+            container, self.pod, base=base_env(image, self.pod, self._service_env()),
+            sources=self.config, facts=facts))
+        for kind, where, names in result.skipped:
+            self._event("Warning", "InvalidEnvironmentVariableNames",
+                        skipped_message(kind, where, names))
+        return result.env
 
     def _service_env(self) -> dict[str, str]:
         registry = self.ctx.registry
@@ -668,15 +656,22 @@ class PodWorker:
     async def _security(self, container: Obj, view: ContainerView,
                         image: ImageInfo) -> ContainerSecurity:
         """The container's ContainerSecurity; one the kubelet refuses (runAsNonRoot and
-        a root image...) keeps it waiting in CreateContainerConfigError, retried with a
-        back-off, as the kubelet does."""
+        a root image...) waits in CreateContainerConfigError (see `_until_configured`)."""
+        return await self._until_configured(view, SecurityContextError, lambda: (
+            container_security(self.pod, container, image_user=image.user,
+                               seccomp_root=self.ctx.settings.home / "seccomp")))
+
+    async def _until_configured(self, view: ContainerView, refusal: type[Exception],
+                                attempt: Callable[[], _T]) -> _T:
+        """`attempt()` until it stops raising `refusal`: meanwhile the container waits in
+        CreateContainerConfigError with the reason as an event, retried when a ConfigMap
+        or Secret changes or after a back-off (the kubelet retries on its next sync)."""
         config = self.ctx.config
         delay = 0.0
         while True:
             try:
-                return container_security(self.pod, container, image_user=image.user,
-                                          seccomp_root=self.ctx.settings.home / "seccomp")
-            except SecurityContextError as exc:
+                return attempt()
+            except refusal as exc:
                 view.state = {"waiting": {"reason": "CreateContainerConfigError",
                                           "message": str(exc)}}
                 self._event("Warning", "Failed", f"Error: {exc}")
