@@ -50,6 +50,7 @@ from miniorch.containers.state import (
     write_json_atomic,
 )
 from miniorch.core.logging import get_logger
+from miniorch.core.tcprelay import relay_to
 from miniorch.sandbox.pod import (
     ContainerProcess,
     ContainerSpec,
@@ -103,27 +104,6 @@ class JsonLog:
 
     def close(self) -> None:
         self._file.close()
-
-
-async def _relay(source: SocketStream, sink: SocketStream) -> None:
-    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError,
-                             anyio.ClosedResourceError, OSError):
-        async for chunk in source:
-            await sink.send(chunk)
-    # Half-close: the other direction may still be talking (HTTP/1.0 clients do).
-    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        await sink.send_eof()
-
-
-async def _forward(client: SocketStream, ip: str, port: int) -> None:
-    async with client:
-        try:
-            upstream = await anyio.connect_tcp(ip, port)
-        except OSError:
-            return
-        async with upstream, anyio.create_task_group() as tg:
-            tg.start_soon(_relay, client, upstream)
-            tg.start_soon(_relay, upstream, client)
 
 
 class Supervisor:
@@ -290,7 +270,7 @@ class Supervisor:
     async def _serve(self, listener: Listener[SocketStream], port: int) -> None:
         ip = self.state.ip
         async with listener:
-            await listener.serve(lambda client: _forward(client, ip, port))
+            await listener.serve(lambda client: relay_to(client, ip, port))
 
     async def _teardown(self) -> None:
         for listener, _ in self._listeners:

@@ -26,6 +26,7 @@ import anyio.abc
 from anyio.abc import SocketStream
 
 from miniorch.core.objects import Obj
+from miniorch.core.tcprelay import relay_to
 
 
 @dataclass(frozen=True)
@@ -59,26 +60,6 @@ def host_ports(pod: Obj, node_ip: str) -> tuple[list[HostPort], list[str]]:
     return ports, problems
 
 
-async def _pipe(src: SocketStream, dst: SocketStream) -> None:
-    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError,
-                             anyio.ClosedResourceError, OSError):
-        async for chunk in src:
-            await dst.send(chunk)
-    with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-        await dst.send_eof()
-
-
-async def _relay(client: SocketStream, pod_ip: str, port: int) -> None:
-    async with client:
-        try:
-            upstream = await anyio.connect_tcp(pod_ip, port)
-        except OSError:
-            return
-        async with upstream, anyio.create_task_group() as tg:
-            tg.start_soon(_pipe, client, upstream)
-            tg.start_soon(_pipe, upstream, client)
-
-
 @contextlib.asynccontextmanager
 async def forwarding(ports: list[HostPort], pod_ip: Callable[[], str], *,
                      on_error: Callable[[str], None]) -> AsyncIterator[None]:
@@ -101,7 +82,7 @@ async def forwarding(ports: list[HostPort], pod_ip: Callable[[], str], *,
                             hp: HostPort = hp) -> None:
                 async with listener:
                     await listener.serve(
-                        lambda client: _relay(client, pod_ip(), hp.container_port))
+                        lambda client: relay_to(client, pod_ip(), hp.container_port))
             tg.start_soon(serve)
         try:
             yield
